@@ -1,0 +1,59 @@
+"""asyncblobdict: an async key-value store for JSON and binary values.
+
+Local files (standard library only), memory, or Azure Blob Storage (``pip install
+"asyncblobdict[azure]"``), with caching and ETag optimistic concurrency. Importing this package
+loads the standard library alone; ``AzureBlobAdapter`` loads aiohttp on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .adapters.base import Adapter, BlobInfo
+from .adapters.local import LocalFileAdapter
+from .adapters.memory import MemoryAdapter
+from .errors import (
+    AsyncBlobDictError,
+    AuthenticationError,
+    BlobNotFoundError,
+    ConcurrencyError,
+    InvalidKeyError,
+    SerializationError,
+    StorageError,
+)
+from .modes import CacheMode, ConcurrencyMode, SyncResult
+from .store import AsyncBlobStore
+
+if TYPE_CHECKING:
+    from .adapters.azure import AzureBlobAdapter
+
+__all__ = [
+    "Adapter",
+    "AsyncBlobDictError",
+    "AsyncBlobStore",
+    "AuthenticationError",
+    "AzureBlobAdapter",
+    "BlobInfo",
+    "BlobNotFoundError",
+    "CacheMode",
+    "ConcurrencyError",
+    "ConcurrencyMode",
+    "InvalidKeyError",
+    "LocalFileAdapter",
+    "MemoryAdapter",
+    "SerializationError",
+    "StorageError",
+    "SyncResult",
+]
+
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    # AzureBlobAdapter needs aiohttp; import it only when someone asks for it.
+    if name == "AzureBlobAdapter":
+        from .adapters.azure import AzureBlobAdapter
+
+        globals()[name] = AzureBlobAdapter
+        return AzureBlobAdapter
+    raise AttributeError(f"module 'asyncblobdict' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Storage adapters: the protocol and the built-in backends."""
