@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -35,8 +36,20 @@ class _Absent:
 _ABSENT: Final = _Absent()
 _NO_DEFAULT: Final = object()
 
-# How many stores use each adapter, so a shared adapter closes only with its last store.
+# How many open stores use each adapter (by identity), so a shared adapter closes only with
+# its last store. A store holds its adapter, so a counted id cannot be reused; a store dropped
+# without close() uncounts itself through its finalizer.
 _adapter_users: dict[int, int] = {}
+
+
+def _release_adapter(ident: int) -> bool:
+    """Uncount one store of adapter ``ident``; True when it was the last."""
+    users = _adapter_users.get(ident, 1) - 1
+    if users > 0:
+        _adapter_users[ident] = users
+        return False
+    _adapter_users.pop(ident, None)
+    return True
 
 
 class AsyncBlobStore:
@@ -84,6 +97,7 @@ class AsyncBlobStore:
         self._sync_concurrency = sync_concurrency
         self._closed = False
         _adapter_users[id(adapter)] = _adapter_users.get(id(adapter), 0) + 1
+        self._release = weakref.finalize(self, _release_adapter, id(adapter))
 
     def __repr__(self) -> str:
         return (
@@ -473,12 +487,8 @@ class AsyncBlobStore:
         if self._cache.dirty_items():
             await self.sync("raise")
         self._closed = True
-        users = _adapter_users.get(id(self.adapter), 1) - 1
-        if users > 0:
-            _adapter_users[id(self.adapter)] = users
-            return
-        _adapter_users.pop(id(self.adapter), None)
-        await self.adapter.close()
+        if self._release():
+            await self.adapter.close()
 
     def _check_open(self) -> None:
         if self._closed:

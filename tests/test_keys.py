@@ -1,0 +1,92 @@
+"""Key and container-name rules shared by every backend."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncblobdict import InvalidKeyError
+from asyncblobdict.keys import (
+    MAX_KEY_LENGTH,
+    validate_folder_container,
+    validate_key,
+    validate_prefix,
+)
+
+GOOD = ["a", "a/b/c", "demo/config", "ünïcødé/ключ", "a b", "+%&=?#", "a..b", ".hidden", "x" * 1024]
+BAD = [
+    "",
+    "/",
+    "/a",
+    "a/",
+    "a//b",
+    ".",
+    "..",
+    "../a",
+    "a/..",
+    "a/./b",
+    "a\\b",
+    "a\x00b",
+    "tab\there",
+    "new\nline",
+    "\x7f",
+    "\x9f",
+    "\ud800",
+    "x" * (MAX_KEY_LENGTH + 1),
+]
+
+
+@pytest.mark.parametrize("key", GOOD)
+def test_good_keys(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("key", BAD)
+def test_bad_keys(key: str) -> None:
+    with pytest.raises(InvalidKeyError) as info:
+        validate_key(key, "c")
+    assert isinstance(info.value, ValueError)
+    assert "'c'" in str(info.value)
+
+
+@pytest.mark.parametrize("key", [None, 1, b"a", ["a"]])
+def test_non_str_keys(key: object) -> None:
+    with pytest.raises(InvalidKeyError, match="must be a str"):
+        validate_key(key)
+
+
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=5))
+def test_segment_rule_matches_the_definition(segments: list[str]) -> None:
+    key = "/".join(segments)
+    expected_ok = (
+        len(key) <= MAX_KEY_LENGTH
+        and all(s not in ("", ".", "..") and "/" not in s for s in segments)
+        and not any(
+            c == "\\" or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF
+            for c in key
+        )
+    )
+    if expected_ok:
+        assert validate_key(key) == key
+    elif all("/" not in s for s in segments):
+        with pytest.raises(InvalidKeyError):
+            validate_key(key)
+
+
+def test_prefix_may_be_partial() -> None:
+    assert validate_prefix("") == ""
+    assert validate_prefix("a/") == "a/"
+    with pytest.raises(InvalidKeyError):
+        validate_prefix("a\x00")
+
+
+@pytest.mark.parametrize("name", ["demo_container", "a", "A-b.c_d", "x" * 255])
+def test_good_folder_containers(name: str) -> None:
+    assert validate_folder_container(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "ä", "a b", "x" * 256, None])
+def test_bad_folder_containers(name: object) -> None:
+    with pytest.raises(InvalidKeyError):
+        validate_folder_container(name)

@@ -1,0 +1,239 @@
+"""Store logic that does not depend on the backend, on the memory adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from asyncblobdict import (
+    AsyncBlobDictError,
+    AsyncBlobStore,
+    BlobInfo,
+    BlobNotFoundError,
+    CacheMode,
+    ConcurrencyError,
+    ConcurrencyMode,
+    InvalidKeyError,
+    MemoryAdapter,
+    StorageError,
+)
+
+
+class Failing(MemoryAdapter):
+    """A memory adapter whose writes fail while ``broken`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+        self.closed = 0
+
+    async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+        if self.broken:
+            raise StorageError("disk on fire", container=container, key=key)
+        return await super().put(container, key, data, **kw)
+
+    async def delete(self, container: str, key: str, **kw: Any) -> None:
+        if self.broken:
+            raise StorageError("disk on fire", container=container, key=key)
+        await super().delete(container, key, **kw)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(TypeError):
+        AsyncBlobStore(object(), "c")  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        AsyncBlobStore(MemoryAdapter(), "../c")
+    with pytest.raises(ValueError):
+        AsyncBlobStore(MemoryAdapter(), "c", sync_concurrency=0)
+    store = AsyncBlobStore(MemoryAdapter(), "c", "write_back", "etag")
+    assert "WRITE_BACK" in repr(store) and "ETAG" in repr(store)
+
+
+async def test_close_failure_keeps_dirty_entries_and_store_open() -> None:
+    adapter = Failing()
+    store = AsyncBlobStore(adapter, "c", cache_mode=CacheMode.WRITE_BACK)
+    await store.set_json("a", 1)
+    await store.delete("b")
+    adapter.broken = True
+    with pytest.raises(StorageError):
+        await store.close()
+    assert store.dirty_keys() == ["a", "b"]
+    assert adapter.closed == 0
+    assert await store.get_json("a") == 1  # still open
+    adapter.broken = False
+    result = await store.sync()
+    assert result.written == ["a"] and result.deleted == ["b"]
+    await store.close()
+    assert adapter.closed == 1
+
+
+async def test_sync_failure_reports_after_trying_every_key() -> None:
+    adapter = Failing()
+    store = AsyncBlobStore(adapter, "c", cache_mode=CacheMode.WRITE_BACK)
+    for key in "abc":
+        await store.set_json(key, key)
+    adapter.broken = True
+    with pytest.raises(StorageError):
+        await store.sync()
+    assert store.dirty_keys() == ["a", "b", "c"]
+    store.discard_changes("a")
+    assert store.dirty_keys() == ["b", "c"]
+    store.discard_changes()
+    assert store.dirty_keys() == []
+    await store.close()
+
+
+async def test_write_during_sync_stays_dirty() -> None:
+    gate = asyncio.Event()
+
+    class SlowPut(MemoryAdapter):
+        async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+            await gate.wait()
+            return await super().put(container, key, data, **kw)
+
+    adapter = SlowPut()
+    store = AsyncBlobStore(adapter, "c", cache_mode=CacheMode.WRITE_BACK)
+    await store.set_json("k", 1)
+    syncing = asyncio.ensure_future(store.sync())
+    await asyncio.sleep(0.01)  # the sync is now waiting inside put
+    await store.set_json("k", 2)  # changes the entry before the sync marks it clean
+    gate.set()
+    assert (await syncing).written == ["k"]
+    assert store.dirty_keys() == ["k"]
+    await store.close()
+    assert await AsyncBlobStore(adapter, "c").get_json("k") == 2
+
+
+async def test_skip_conflict_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    adapter = MemoryAdapter()
+    mine = AsyncBlobStore(adapter, "c", "write_back", "etag")
+    theirs = AsyncBlobStore(adapter, "c")
+    await theirs.set_json("k", 1)
+    await mine.get_json("k")
+    await theirs.set_json("k", 2)
+    await mine.set_json("k", 3)
+    with caplog.at_level(logging.WARNING, logger="asyncblobdict"):
+        result = await mine.sync()
+    assert result.skipped == ["k"]
+    assert any("'k'" in r.getMessage() for r in caplog.records)
+    assert (await mine.sync("overwrite")).written == ["k"]
+    assert await theirs.get_json("k") == 3
+
+
+async def test_bounded_cache_in_write_through() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c", "write_through", cache_max_entries=3)
+    for i in range(10):
+        await store.set_json(f"k{i}", i)
+    assert len(store._cache) == 3
+    assert [await store.get_json(f"k{i}") for i in range(10)] == list(range(10))
+
+
+async def test_write_back_exceeds_bounds_rather_than_drop_changes() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c", "write_back", cache_max_entries=2)
+    for i in range(5):
+        await store.set_json(f"k{i}", i)
+    assert len(store.dirty_keys()) == 5
+    await store.close()
+
+
+async def test_update_json_on_pending_write_back_entry() -> None:
+    adapter = MemoryAdapter()
+    store = AsyncBlobStore(adapter, "c", "write_back", "etag")
+    await store.set_json("n", 5)
+    assert await store.update_json("n", lambda v: v + 1) == 6
+    await store.delete("n")
+    with pytest.raises(BlobNotFoundError):
+        await store.update_json("n", lambda v: v + 1)
+    assert await store.update_json("n", lambda v: v + 1, default=0) == 1
+    await store.close()
+    assert await AsyncBlobStore(adapter, "c").get_json("n") == 1
+
+
+async def test_update_json_gives_up_after_max_attempts() -> None:
+    class AlwaysConflict(MemoryAdapter):
+        async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+            raise ConcurrencyError("lost", container=container, key=key)
+
+    store = AsyncBlobStore(AlwaysConflict(), "c")
+    with pytest.raises(ConcurrencyError, match="3 conflicting attempts"):
+        await store.update_json("k", lambda v: v, default=1, max_attempts=3)
+    with pytest.raises(ValueError):
+        await store.update_json("k", lambda v: v, max_attempts=0)
+
+
+async def test_update_json_default_is_not_mutated() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c")
+    default: list[int] = []
+
+    def add(v: list[int]) -> list[int]:
+        v.append(1)
+        return v
+
+    assert await store.update_json("k", add, default=default) == [1]
+    assert default == []
+
+
+async def test_exists_seeds_create_only_writes() -> None:
+    adapter = MemoryAdapter()
+    mine = AsyncBlobStore(adapter, "c", concurrency_mode=ConcurrencyMode.ETAG)
+    assert not await mine.exists("k")
+    await AsyncBlobStore(adapter, "c").set_json("k", "theirs")
+    with pytest.raises(ConcurrencyError):
+        await mine.set_json("k", "mine")
+
+
+async def test_iter_keys_overlays_pending_changes() -> None:
+    adapter = MemoryAdapter()
+    await AsyncBlobStore(adapter, "c").set_json("a", 1)
+    await AsyncBlobStore(adapter, "c").set_json("b", 1)
+    store = AsyncBlobStore(adapter, "c", "write_back")
+    await store.delete("a")
+    await store.set_json("c", 1)
+    await store.set_json("b", 2)
+    assert [k async for k in store.iter_keys()] == ["b", "c"]
+    assert await store.list_keys("c") == ["c"]
+    store.discard_changes()
+
+
+async def test_closed_store_refuses_work() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c")
+    await store.close()
+    with pytest.raises(AsyncBlobDictError, match="closed"):
+        await store.set_json("k", 1)
+    with pytest.raises(AsyncBlobDictError, match="closed"):
+        await store.list_keys()
+
+
+async def test_read_racing_a_write_never_caches_old_bytes() -> None:
+    gate = asyncio.Event()
+
+    class SlowGet(MemoryAdapter):
+        async def get(self, container: str, key: str) -> tuple[bytes, str]:
+            result = await super().get(container, key)
+            await gate.wait()
+            return result
+
+    adapter = SlowGet()
+    await AsyncBlobStore(adapter, "c").set_json("k", "old")
+    store = AsyncBlobStore(adapter, "c", "write_through")
+    reading = asyncio.ensure_future(store.get_json("k"))
+    await asyncio.sleep(0)
+    await store.set_json("k", "new")
+    gate.set()
+    assert await reading == "old"
+    assert await store.get_json("k") == "new"
+
+
+async def test_blob_info_is_plain_data() -> None:
+    adapter = MemoryAdapter()
+    await adapter.put("c", "k", b"abc")
+    info = await adapter.head("c", "k")
+    assert isinstance(info, BlobInfo) and info.size == 3 and info.content_md5 is not None
+    assert [i.key async for i in adapter.list("c")] == ["k"]
+    assert await adapter.head("c", "nope") is None
