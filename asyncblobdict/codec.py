@@ -150,14 +150,16 @@ def _handler_for_subclass(v: Any) -> Callable[[_Encoder, Any, str], _Encoded] | 
     for base in _BASES:
         if isinstance(v, base):
             if base in (bool, int, float, str):
-                scalar: type = base
-
-                def as_base(enc: _Encoder, x: Any, path: str) -> _Encoded:
-                    return enc.value(scalar(x), path)
-
-                return as_base
+                return _as_scalar(base)
             return _HANDLERS[base]
     return None
+
+
+def _as_scalar(scalar: type) -> Callable[[_Encoder, Any, str], _Encoded]:
+    def as_base(enc: _Encoder, x: Any, path: str) -> _Encoded:
+        return enc.value(scalar(x), path)
+
+    return as_base
 
 
 def encode(value: Any) -> bytes:
@@ -209,14 +211,25 @@ def _object_hook(d: dict[str, Any]) -> Any:
         if tag is not None:
             decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
             # Foreign objects that merely use the marker name are returned as they are.
-            return d if decoder is None else decoder(d)
+            if decoder is None:
+                return d
+            try:
+                return decoder(d)
+            except RecursionError:
+                raise
+            except Exception as exc:  # any malformed payload is a decode error, never a crash
+                raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
     return d
+
+
+# One prebuilt decoder: json.loads with an object_hook would build a new one per call.
+_loads = json.JSONDecoder(object_hook=_object_hook).decode
 
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode tagged JSON bytes; raise SerializationError if they are not valid."""
     try:
-        return json.loads(bytes(data).decode("utf-8"), object_hook=_object_hook)
+        return _loads(bytes(data).decode("utf-8"))
     except RecursionError:
         raise SerializationError("the stored JSON is nested too deeply to decode") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:

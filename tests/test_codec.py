@@ -144,7 +144,22 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"{", b"\xff\xfe", b"nope", b'{"_bdtype_": "set", "items": 5}', b"NaN1"]
+    "data",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"nope",
+        b'{"_bdtype_": "set", "items": 5}',
+        b"NaN1",
+        # Well-formed JSON whose tagged payload is not (found by the hostile-input fuzzing).
+        b'{"_bdtype_": "uuid", "value": []}',
+        b'{"_bdtype_": "decimal", "value": "abc"}',
+        b'{"_bdtype_": "dict", "items": [[[1], 2]]}',
+        b'{"_bdtype_": "dict", "items": [1]}',
+        b'{"_bdtype_": "datetime"}',
+        b'{"__type__": "bytes", "value": "!!"}',
+    ],
 )
 def test_corrupt_bytes_raise_serialization_error(data: bytes) -> None:
     with pytest.raises(SerializationError):
