@@ -25,14 +25,15 @@ from .modes import CacheMode, ConcurrencyMode, SyncResult
 from .store import AsyncBlobStore
 
 if TYPE_CHECKING:
-    from .adapters.azure import AzureBlobAdapter
+    from .adapters.azure import AzureBlobAdapter as AzureBlobAdapter
 
+# AzureBlobAdapter is public but left out of __all__: `from asyncblobdict import *` must not
+# import aiohttp (or fail when the extra is not installed).
 __all__ = [
     "Adapter",
     "AsyncBlobDictError",
     "AsyncBlobStore",
     "AuthenticationError",
-    "AzureBlobAdapter",
     "BlobInfo",
     "BlobNotFoundError",
     "CacheMode",
@@ -52,8 +53,12 @@ __version__ = "0.2.0"
 def __getattr__(name: str) -> Any:
     # AzureBlobAdapter needs aiohttp; import it only when someone asks for it.
     if name == "AzureBlobAdapter":
-        from .adapters.azure import AzureBlobAdapter
+        from .adapters.azure import AzureBlobAdapter as AzureBlobAdapter
 
         globals()[name] = AzureBlobAdapter
         return AzureBlobAdapter
     raise AttributeError(f"module 'asyncblobdict' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "AzureBlobAdapter"})
