@@ -1,0 +1,193 @@
+"""A small thread pool for blocking I/O that hands results back to the event loop in batches.
+
+``asyncio.to_thread`` costs one executor round trip and one loop wakeup per call, which is
+about ten times the cost of reading a small file. Here workers take jobs from a
+``queue.SimpleQueue`` and put finished results in a per-loop mailbox; only the result that
+finds the mailbox empty wakes the loop, and one loop callback then settles every result that
+has arrived since. Under load many results share one wakeup.
+
+One pool serves any number of event loops (each job remembers its loop), starts its threads
+on first use, and stops them on :meth:`IOWorker.close`; it may be used again afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["IOWorker"]
+
+T = TypeVar("T")
+
+# (function or None for "stop", its arguments, the future to settle or None, the mailbox)
+_Job = tuple[
+    "Callable[..., Any] | None", tuple[Any, ...], "asyncio.Future[Any] | None", "_Mailbox | None"
+]
+
+
+class _Mailbox:
+    """Results waiting for one event loop."""
+
+    __slots__ = ("_items", "_lock", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+
+    def deliver(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        """Called from a worker thread."""
+        with self._lock:
+            self._items.append((fut, ok, value))
+            first = len(self._items) == 1
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                # The loop is closed: nobody is waiting for these results any more.
+                with self._lock:
+                    self._items.clear()
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for fut, ok, value in items:
+            if fut.cancelled():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+
+def _work(jobs: queue.SimpleQueue[_Job]) -> None:
+    # A module-level function, so the threads hold no reference to the IOWorker and an
+    # unclosed worker can still be garbage collected (its finalizer stops them).
+    get = jobs.get
+    while True:
+        fn, args, fut, mailbox = get()
+        if fn is None:
+            if fut is not None and mailbox is not None:
+                mailbox.deliver(fut, True, None)
+            return
+        assert fut is not None and mailbox is not None
+        if fut.cancelled():  # a benign racy read: at worst we do work nobody awaits
+            continue
+        try:
+            ok, value = True, fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, never lost
+            ok, value = False, exc
+            if isinstance(exc, StopIteration):  # a future refuses it (PEP 479)
+                value = RuntimeError(f"{fn!r} raised StopIteration")
+                value.__cause__ = exc
+        mailbox.deliver(fut, ok, value)
+        # Drop references while idle, so results and buffers are not kept alive.
+        del fn, args, fut, mailbox, value
+
+
+def _stop(jobs: queue.SimpleQueue[_Job], count: int) -> None:
+    for _ in range(count):
+        jobs.put((None, (), None, None))
+
+
+_all_workers: weakref.WeakSet[IOWorker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Threads do not survive fork(); forget them so the child starts its own.
+    for worker in list(_all_workers):
+        worker._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class IOWorker:
+    """A fixed pool of daemon threads running blocking calls for asyncio code.
+
+    ``await worker.run(fn, *args)`` runs ``fn(*args)`` in a pool thread and returns its result
+    (or raises its exception). If the awaiting task is cancelled before the job starts, the
+    job is skipped; once started it runs to completion and its result is dropped.
+    """
+
+    def __init__(self, threads: int = 4, *, name: str = "asyncblobdict-io") -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        self.threads = threads
+        self.name = name
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job] | None = None
+        self._finalizer: weakref.finalize[Any, IOWorker] | None = None
+        self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
+        self._last: tuple[asyncio.AbstractEventLoop | None, _Mailbox | None] = (None, None)
+        _all_workers.add(self)
+
+    def __repr__(self) -> str:
+        state = "running" if self._jobs is not None else "idle"
+        return f"IOWorker(threads={self.threads}, {state})"
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Schedule ``fn(*args)`` on a pool thread; await the returned future for its result."""
+        loop = asyncio.get_running_loop()
+        last_loop, mailbox = self._last
+        if last_loop is not loop or mailbox is None:
+            mailbox = self._mailbox_for(loop)
+        fut: asyncio.Future[T] = loop.create_future()
+        jobs = self._jobs
+        if jobs is None:
+            jobs = self._start()
+        jobs.put((fn, args, fut, mailbox))
+        return fut
+
+    def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        with self._lock:
+            mailbox = self._mailboxes.get(loop)
+            if mailbox is None:
+                # Forget loops that have ended (each asyncio.run makes a new one).
+                for old in [lp for lp in self._mailboxes if lp.is_closed()]:
+                    del self._mailboxes[old]
+                mailbox = self._mailboxes[loop] = _Mailbox(loop)
+            self._last = (loop, mailbox)
+            return mailbox
+
+    def _start(self) -> queue.SimpleQueue[_Job]:
+        with self._lock:
+            if self._jobs is not None:
+                return self._jobs
+            jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+            for i in range(self.threads):
+                threading.Thread(
+                    target=_work, args=(jobs,), name=f"{self.name}-{i}", daemon=True
+                ).start()
+            self._finalizer = weakref.finalize(self, _stop, jobs, self.threads)
+            self._jobs = jobs
+            return jobs
+
+    async def close(self) -> None:
+        """Stop the threads once the jobs already queued have run. Safe to call twice."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, None
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+        if jobs is None:
+            return
+        loop = asyncio.get_running_loop()
+        mailbox = self._mailbox_for(loop)
+        done = [loop.create_future() for _ in range(self.threads)]
+        for fut in done:
+            jobs.put((None, (), fut, mailbox))
+        await asyncio.gather(*done)
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs = None
+        self._finalizer = None
+        self._mailboxes = {}
+        self._last = (None, None)

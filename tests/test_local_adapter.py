@@ -1,0 +1,774 @@
+"""LocalFileAdapter on real files: layout, atomicity, locking, containment, errors, listing."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncblobdict import (
+    BlobNotFoundError,
+    ConcurrencyError,
+    InvalidKeyError,
+    LocalFileAdapter,
+    StorageError,
+)
+from asyncblobdict.adapters import local as local_module
+from asyncblobdict.adapters.base import Adapter, BlobInfo
+
+TEMP = ".k.abd-tmp-0123456789abcdef"
+
+
+def quoted_md5(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+@pytest.fixture
+async def adapter(tmp_path: Path) -> AsyncIterator[LocalFileAdapter]:
+    a = LocalFileAdapter(tmp_path / "root")
+    yield a
+    await a.close()
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def temp_files(path: Path) -> list[str]:
+    return [p for p in files_under(path) if ".abd-tmp-" in p]
+
+
+async def keys(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
+    return [info.key async for info in a.list(container, prefix)]
+
+
+# -- basics ---------------------------------------------------------------------------------
+
+
+def test_is_an_adapter_and_repr_shows_the_root(tmp_path: Path) -> None:
+    a = LocalFileAdapter(tmp_path / "r", durable=False)
+    assert isinstance(a, Adapter)
+    assert repr(a) == f"LocalFileAdapter(root={str(tmp_path / 'r')!r}, durable=False)"
+
+
+async def test_layout_and_round_trip(tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    a = LocalFileAdapter(root)
+    assert not root.exists()  # nothing happens before the first write
+    data = b"\x00\x01 binary \xff"
+    etag = await a.put("c", "demo/model.bin", data)
+    assert etag == quoted_md5(data)
+    assert (root / "c" / "demo" / "model.bin").read_bytes() == data  # the bytes, nothing else
+    assert await a.get("c", "demo/model.bin") == (data, etag)
+    info = await a.head("c", "demo/model.bin")
+    assert info is not None
+    assert (info.key, info.size, info.etag) == ("demo/model.bin", len(data), etag)
+    assert info.content_md5 == hashlib.md5(data).digest()
+    assert info.last_modified is not None and info.last_modified.tzinfo == timezone.utc
+    assert abs(info.last_modified.timestamp() - time.time()) < 60
+    await a.close()
+
+
+async def test_empty_large_and_bytearray_values(adapter: LocalFileAdapter) -> None:
+    assert await adapter.put("c", "empty", b"") == quoted_md5(b"")
+    assert await adapter.get("c", "empty") == (b"", quoted_md5(b""))
+    big = os.urandom(5 * 1024 * 1024 + 3)
+    await adapter.put("c", "big", big)
+    assert await adapter.get("c", "big") == (big, quoted_md5(big))
+    info = await adapter.head("c", "big")
+    assert info is not None and info.size == len(big) and info.etag == quoted_md5(big)
+    await adapter.put("c", "ba", bytearray(b"abc"))  # type: ignore[arg-type]
+    assert (await adapter.get("c", "ba"))[0] == b"abc"
+
+
+async def test_missing_things_are_not_found(adapter: LocalFileAdapter, tmp_path: Path) -> None:
+    with pytest.raises(BlobNotFoundError):
+        await adapter.get("c", "k")  # no root yet
+    assert await adapter.head("c", "k") is None
+    assert await keys(adapter) == []
+    await adapter.put("c", "a", b"1")
+    await adapter.put("c", "d/e", b"2")
+    for key in ("nope", "a/b", "a/b/c", "d", "d/x", "d/e/f"):
+        with pytest.raises(BlobNotFoundError) as info:
+            await adapter.get("c", key)
+        assert isinstance(info.value, KeyError)
+        assert key in str(info.value) and "'c'" in str(info.value)
+        assert await adapter.head("c", key) is None
+    with pytest.raises(BlobNotFoundError):
+        await adapter.get("other", "a")
+    assert await keys(adapter, "other") == []
+
+
+# -- conditions -----------------------------------------------------------------------------
+
+
+async def test_conditional_puts(adapter: LocalFileAdapter) -> None:
+    e1 = await adapter.put("c", "k", b"v1", if_none_match=True)
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "k", b"v2", if_none_match=True)
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "k", b"v2", if_match='"0123"')
+    assert await adapter.get("c", "k") == (b"v1", e1)
+    e2 = await adapter.put("c", "k", b"v2", if_match=e1)
+    assert e2 == quoted_md5(b"v2")
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "k", b"v3", if_match=e1)
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "missing", b"x", if_match=e1)
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "deep/missing", b"x", if_match=e1)
+    assert await adapter.get("c", "k") == (b"v2", e2)
+    assert temp_files(adapter.root) == []
+
+
+async def test_deletes(adapter: LocalFileAdapter) -> None:
+    await adapter.delete("c", "missing")  # no-op, even without root
+    e = await adapter.put("c", "k", b"v")
+    with pytest.raises(ConcurrencyError):
+        await adapter.delete("c", "missing", if_match=e)
+    with pytest.raises(ConcurrencyError):
+        await adapter.delete("c", "no/such/folder", if_match=e)
+    with pytest.raises(ConcurrencyError):
+        await adapter.delete("c", "k", if_match='"stale"')
+    assert await adapter.get("c", "k") == (b"v", e)
+    await adapter.delete("c", "k", if_match=e)
+    assert await adapter.head("c", "k") is None
+    await adapter.delete("c", "k")
+
+
+async def test_delete_removes_empty_folders_but_keeps_the_container(
+    adapter: LocalFileAdapter,
+) -> None:
+    await adapter.put("c", "a/b/c/d", b"1")
+    await adapter.put("c", "a/x", b"2")
+    await adapter.delete("c", "a/b/c/d")
+    container = adapter.root / "c"
+    assert sorted(p.name for p in (container / "a").iterdir()) == ["x"]
+    await adapter.delete("c", "a/x")
+    assert container.is_dir() and list(container.iterdir()) == []
+    # The freed names are usable both ways again.
+    await adapter.put("c", "a", b"now a value")
+    await adapter.delete("c", "a")
+    await adapter.put("c", "a/b", b"now a folder")
+    assert await keys(adapter) == ["a/b"]
+
+
+# -- listing --------------------------------------------------------------------------------
+
+
+async def test_list_is_sorted_as_python_sorts_and_honours_prefixes(
+    adapter: LocalFileAdapter,
+) -> None:
+    written = ["a-c", "a/b", "a0", "x/y/z", "x/y-z", "x/yz", "x/y.z/q", "é", "z", "Z"]
+    for key in written:
+        await adapter.put("c", key, key.encode())
+    assert await keys(adapter) == sorted(written)
+    for prefix in ("a", "a/", "x/y", "x/y/", "x/y.", "x/yz", "nope", "nope/", "x/y/z/", ""):
+        assert await keys(adapter, prefix=prefix) == sorted(
+            k for k in written if k.startswith(prefix)
+        ), prefix
+    for prefix in ("../", "x/../", "x//", "./", "/x"):
+        assert await keys(adapter, prefix=prefix) == []
+    infos: list[BlobInfo] = [i async for i in adapter.list("c", "x/y/")]
+    assert len(infos) == 1
+    (info,) = infos
+    assert (info.key, info.size, info.etag, info.content_md5) == ("x/y/z", 5, None, None)
+    assert info.last_modified is not None and info.last_modified.tzinfo == timezone.utc
+
+
+async def test_list_of_many_keys_crosses_batches(adapter: LocalFileAdapter) -> None:
+    written = [f"k{i:04d}" for i in range(1300)] + [f"f/{i}" for i in range(20)]
+    await asyncio.gather(*(adapter.put("c", k, b"") for k in written))
+    assert await keys(adapter) == sorted(written)
+    # Stopping early is fine and leaves nothing open.
+    async for _ in adapter.list("c"):
+        break
+
+
+async def test_list_returns_unicode_keys_exactly_as_written(adapter: LocalFileAdapter) -> None:
+    nfc = unicodedata.normalize("NFC", "café")
+    nfd = unicodedata.normalize("NFD", "café")
+    written = [nfc, nfd, "ünïcødé/ключ/鍵", "emoji/🎉.json", "spaces and 'quotes'/\"x\""]
+    for key in written:
+        await adapter.put("c", key, key.encode())
+    assert await keys(adapter) == sorted(written)
+    for key in written:
+        assert (await adapter.get("c", key))[0] == key.encode()
+
+
+# -- temp files and crashes -----------------------------------------------------------------
+
+
+async def test_temp_files_are_never_listed_and_stale_ones_are_removed(
+    adapter: LocalFileAdapter,
+) -> None:
+    await adapter.put("c", "f/k", b"committed")
+    folder = adapter.root / "c" / "f"
+    young = folder / TEMP
+    young.write_bytes(b"half-writ")  # a crash mid-write, or a write in progress
+    stale = folder / ".other.abd-tmp-fedcba9876543210"
+    stale.write_bytes(b"half")
+    old = time.time() - local_module.STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    assert await keys(adapter) == ["f/k"]
+    assert young.exists()  # may belong to a live writer in another process
+    assert not stale.exists()
+    assert await adapter.get("c", "f/k") == (b"committed", quoted_md5(b"committed"))
+    # A leftover temp file does not stop the key being replaced or deleted.
+    await adapter.put("c", "f/k", b"next")
+    assert (folder / "k").read_bytes() == b"next"
+
+
+async def test_keys_shaped_like_temp_files_are_rejected(adapter: LocalFileAdapter) -> None:
+    (adapter.root / "c" / "f").mkdir(parents=True)
+    (adapter.root / "c" / "f" / TEMP).write_bytes(b"a write in progress")
+    for key in (TEMP, "f/" + TEMP, ".x.abd-tmp-0000000000000000", TEMP + "/x"):
+        with pytest.raises(InvalidKeyError, match="temp"):
+            await adapter.put("c", key, b"")
+        # It can never be stored here, so reads find nothing (and never see a temp file).
+        with pytest.raises(BlobNotFoundError):
+            await adapter.get("c", key)
+        assert await adapter.head("c", key) is None
+        await adapter.delete("c", key)
+        with pytest.raises(ConcurrencyError):
+            await adapter.delete("c", key, if_match=quoted_md5(b"a write in progress"))
+    assert (adapter.root / "c" / "f" / TEMP).exists()
+    # Only the exact shape is reserved.
+    allowed = [TEMP + "0", TEMP[1:], "x.abd-tmp-0123456789abcdef", ".k.abd-tmp-0123"]
+    for key in allowed:
+        await adapter.put("c", key, b"ok")
+    assert await keys(adapter) == sorted(allowed)
+
+
+async def test_lock_files_cannot_clash_with_a_container(adapter: LocalFileAdapter) -> None:
+    await adapter.put(".abd-locks", "k", b"any valid container name works")
+    assert await keys(adapter, ".abd-locks") == ["k"]
+    with pytest.raises(InvalidKeyError):
+        await adapter.put(local_module.LOCK_FOLDER, "k", b"")
+    assert sorted(p.name for p in adapter.root.iterdir()) == [
+        ".abd-locks",
+        local_module.LOCK_FOLDER,
+    ]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_readers_never_see_a_torn_value(tmp_path: Path, durable: bool) -> None:
+    writer = LocalFileAdapter(tmp_path, durable=durable)
+    reader = LocalFileAdapter(tmp_path, durable=durable)
+    values = [bytes([65 + i]) * (256 * 1024 + i) for i in range(3)]
+    await writer.put("c", "k", values[0])
+    stop = False
+    seen: set[bytes] = set()
+
+    async def write() -> None:
+        nonlocal stop
+        for i in range(60):
+            await writer.put("c", "k", values[i % 3])
+        stop = True
+
+    async def read() -> None:
+        while not stop:
+            data, etag = await reader.get("c", "k")
+            assert data in values
+            assert etag == quoted_md5(data)
+            seen.add(data[:1])
+
+    await asyncio.gather(write(), read(), read())
+    assert len(seen) >= 2
+    assert temp_files(tmp_path) == []
+    await writer.close()
+    await reader.close()
+
+
+async def test_durable_false_skips_fsync_but_still_replaces_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_replace = os.replace
+
+    def no_fsync(fd: int) -> None:
+        raise AssertionError("fsync called with durable=False")
+
+    def spy_replace(*args: Any, **kwargs: Any) -> None:
+        calls.append(args[0])
+        real_replace(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    a = LocalFileAdapter(tmp_path, durable=False)
+    await a.put("c", "a/b", b"x")
+    await a.delete("c", "a/b")
+    assert len(calls) == 1 and ".abd-tmp-" in calls[0]
+    await a.close()
+
+
+async def test_durable_writes_fsync_the_file_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        kinds.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    a = LocalFileAdapter(tmp_path)
+    await a.put("c", "k", b"x")
+    assert kinds == ["dir", "file", "dir"]  # the new container folder's entry too
+    kinds.clear()
+    await a.put("c", "k", b"y")
+    assert kinds == ["file", "dir"]
+    await a.close()
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def _increment(a: LocalFileAdapter, rounds: int) -> tuple[int, int]:
+    async def run() -> tuple[int, int]:
+        landed = failed = 0
+        for _ in range(rounds):
+            data, etag = await a.get("c", "n")
+            try:
+                await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+                landed += 1
+            except ConcurrencyError:
+                failed += 1
+        return landed, failed
+
+    return asyncio.run(run())
+
+
+def test_conditional_increments_from_threads_lose_nothing(tmp_path: Path) -> None:
+    # Each thread runs its own event loop against one shared adapter.
+    a = LocalFileAdapter(tmp_path, durable=False)
+    asyncio.run(a.put("c", "n", b"0"))
+    results: list[tuple[int, int]] = []
+    threads = [threading.Thread(target=lambda: results.append(_increment(a, 60))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    landed = sum(r[0] for r in results)
+    assert sum(r[1] for r in results) + landed == 6 * 60
+    assert asyncio.run(a.get("c", "n"))[0] == str(landed).encode()
+    asyncio.run(a.close())
+
+
+def test_unconditional_writes_cannot_slip_into_a_conditional_write(tmp_path: Path) -> None:
+    # A creator may only create; a blind writer keeps overwriting. If a blind write landed
+    # between a create's check and its rename, the create would succeed over an existing key.
+    a = LocalFileAdapter(tmp_path, durable=False)
+
+    async def run() -> None:
+        for i in range(150):
+            await a.delete("c", "k")
+            results = await asyncio.gather(
+                a.put("c", "k", b"created", if_none_match=True),
+                a.put("c", "k", b"blind"),
+                return_exceptions=True,
+            )
+            data, _ = await a.get("c", "k")
+            if isinstance(results[0], ConcurrencyError):
+                assert data == b"blind"
+            else:
+                assert results[0] == quoted_md5(b"created"), i
+
+    asyncio.run(run())
+    asyncio.run(a.close())
+
+
+PROCESS_WORKER = """
+import asyncio, json, sys
+from asyncblobdict import ConcurrencyError, LocalFileAdapter
+
+async def main(root, n):
+    a = LocalFileAdapter(root, durable=False)
+    landed = failed = 0
+    for _ in range(n):
+        data, etag = await a.get("c", "n")
+        try:
+            await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+            landed += 1
+        except ConcurrencyError:
+            failed += 1
+    await a.close()
+    print(json.dumps([landed, failed]))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_conditional_increments_from_processes_lose_nothing(tmp_path: Path) -> None:
+    a = LocalFileAdapter(tmp_path)
+    await a.put("c", "n", b"0")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_WORKER, str(tmp_path), "150"],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=120)
+        assert proc.returncode == 0
+        results.append(json.loads(out))
+    landed = sum(r[0] for r in results)
+    assert sum(r[1] for r in results) + landed == 4 * 150
+    assert (await a.get("c", "n"))[0] == str(landed).encode()
+    assert landed > 0
+    await a.close()
+
+
+# -- containment ----------------------------------------------------------------------------
+
+BAD_KEYS = ["", "..", "../x", "a/../../x", "/etc/passwd", "a//b", "a/", "./a", "a\x00b", "a\\b"]
+BAD_CONTAINERS = ["", ".", "..", "a/b", "../x", "/etc", "a\\b", "a b"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_bad_keys_never_reach_the_disk(tmp_path: Path, key: str) -> None:
+    a = LocalFileAdapter(tmp_path / "root")
+    for call in (a.put("c", key, b"x"), a.get("c", key), a.head("c", key), a.delete("c", key)):
+        with pytest.raises(InvalidKeyError):
+            await call
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("container", BAD_CONTAINERS)
+async def test_bad_container_names_never_reach_the_disk(tmp_path: Path, container: str) -> None:
+    a = LocalFileAdapter(tmp_path / "root")
+    for call in (a.put(container, "k", b"x"), a.get(container, "k"), a.delete(container, "k")):
+        with pytest.raises(InvalidKeyError):
+            await call
+    with pytest.raises(InvalidKeyError):
+        await keys(a, container)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "secret").write_bytes(b"top secret")
+    return out
+
+
+def assert_outside_untouched(outside: Path) -> None:
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"top secret"
+
+
+async def test_a_planted_folder_symlink_is_never_followed(
+    adapter: LocalFileAdapter, outside: Path
+) -> None:
+    await adapter.put("c", "real", b"1")
+    (adapter.root / "c" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.get("c", "link/secret")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.head("c", "link/secret")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.put("c", "link/new", b"x")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.put("c", "link/secret", b"x", if_match=quoted_md5(b"top secret"))
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.delete("c", "link/secret")
+    assert await keys(adapter) == ["real"]
+    assert await keys(adapter, prefix="link/") == []
+    assert_outside_untouched(outside)
+
+
+async def test_a_planted_file_symlink_is_never_followed(
+    adapter: LocalFileAdapter, outside: Path
+) -> None:
+    await adapter.put("c", "real", b"1")
+    link = adapter.root / "c" / "f"
+    link.symlink_to(outside / "secret")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.get("c", "f")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.head("c", "f")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.put("c", "f", b"x", if_match=quoted_md5(b"top secret"))
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.delete("c", "f", if_match=quoted_md5(b"top secret"))
+    assert await keys(adapter) == ["real"]
+    assert_outside_untouched(outside)
+    # Unconditional writes and deletes act on the link itself, never on its target.
+    await adapter.put("c", "f", b"mine")
+    assert not link.is_symlink() and link.read_bytes() == b"mine"
+    assert_outside_untouched(outside)
+    link.unlink()
+    link.symlink_to(outside / "secret")
+    await adapter.delete("c", "f")
+    assert not link.exists() and not link.is_symlink()
+    assert_outside_untouched(outside)
+
+
+async def test_a_symlinked_container_is_never_followed(
+    adapter: LocalFileAdapter, outside: Path
+) -> None:
+    await adapter.put("c", "real", b"1")
+    (adapter.root / "evil").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.get("evil", "secret")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.put("evil", "new", b"x")
+    with pytest.raises(StorageError, match="symbolic link"):
+        await adapter.delete("evil", "secret")
+    assert await keys(adapter, "evil") == []
+    assert_outside_untouched(outside)
+
+
+async def test_a_planted_fifo_does_not_hang_a_read(adapter: LocalFileAdapter) -> None:
+    await adapter.put("c", "real", b"1")
+    os.mkfifo(adapter.root / "c" / "pipe")
+    with pytest.raises(BlobNotFoundError):
+        await asyncio.wait_for(adapter.get("c", "pipe"), 5)
+    assert await adapter.head("c", "pipe") is None
+    assert await keys(adapter) == ["real"]
+
+
+async def test_a_root_that_is_a_symlink_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    a = LocalFileAdapter(tmp_path / "alias")
+    await a.put("c", "k", b"v")
+    assert (tmp_path / "real" / "c" / "k").read_bytes() == b"v"
+    await a.close()
+
+
+# -- local limits ---------------------------------------------------------------------------
+
+
+async def test_segment_length_limit_is_255_bytes_of_utf8(adapter: LocalFileAdapter) -> None:
+    longest = ["x" * 255, "é" * 127, "a/" + "鍵" * 85]  # 255, 254 and 255 bytes
+    for key in longest:
+        await adapter.put("c", key, b"ok")
+        assert (await adapter.get("c", key))[0] == b"ok"
+    assert await keys(adapter) == sorted(longest)
+    for key in ["x" * 256, "é" * 128, "a/" + "鍵" * 86 + "/b"]:
+        with pytest.raises(InvalidKeyError, match="255"):
+            await adapter.put("c", key, b"no")
+        # A valid key this backend cannot hold: reads find nothing.
+        with pytest.raises(BlobNotFoundError):
+            await adapter.get("c", key)
+        assert await adapter.head("c", key) is None
+        await adapter.delete("c", key)
+    assert temp_files(adapter.root) == []
+
+
+async def test_a_value_and_a_folder_cannot_share_a_name(adapter: LocalFileAdapter) -> None:
+    e = await adapter.put("c", "a", b"value")
+    for key in ("a/b", "a/b/c"):
+        with pytest.raises(StorageError, match=r"'a' is a value, so .* cannot be stored beside"):
+            await adapter.put("c", key, b"x")
+    assert await adapter.get("c", "a") == (b"value", e)
+
+    e2 = await adapter.put("c", "d/e", b"inner")
+    with pytest.raises(StorageError, match="'d' is a folder of other keys"):
+        await adapter.put("c", "d", b"x")
+    with pytest.raises(StorageError, match="folder of other keys"):
+        await adapter.put("c", "d", b"x", if_none_match=True)
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "d", b"x", if_match=e2)
+    await adapter.delete("c", "d")  # not a value: nothing to delete
+    assert await adapter.get("c", "d/e") == (b"inner", e2)
+    assert await keys(adapter) == ["a", "d/e"]
+    assert temp_files(adapter.root) == []
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def _is_temp_fd(fd: int) -> bool:
+    try:
+        return ".abd-tmp-" in os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("syscall", "code"),
+    [
+        ("write", errno.ENOSPC),
+        ("write", errno.EDQUOT),
+        ("fsync", errno.EIO),
+        ("replace", errno.EROFS),
+        ("open", errno.EACCES),
+    ],
+)
+async def test_os_errors_become_storage_errors_and_leave_the_old_value(
+    adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch, syscall: str, code: int
+) -> None:
+    # A real full or read-only disk cannot be made cheaply (and root ignores chmod), so the
+    # failing system call is injected.
+    e = await adapter.put("c", "dir/k", b"old value")
+    real = getattr(os, syscall)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        target = args[0]
+        hit = _is_temp_fd(target) if isinstance(target, int) else ".abd-tmp-" in str(target)
+        if hit:
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, syscall, failing)
+    with pytest.raises(StorageError) as info:
+        await adapter.put("c", "dir/k", b"new value")
+    monkeypatch.undo()
+    err = info.value
+    assert not isinstance(err, OSError)
+    assert err.error_code == errno.errorcode[code]
+    assert (err.container, err.key) == ("c", "dir/k")
+    assert "'dir/k'" in str(err) and "'c'" in str(err)
+    assert await adapter.get("c", "dir/k") == (b"old value", e)
+    assert temp_files(adapter.root) == []
+
+
+async def test_read_errors_become_storage_errors(
+    adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await adapter.put("c", "k", b"v")
+
+    def failing_read(fd: int, n: int) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "read", failing_read)
+    with pytest.raises(StorageError, match="Input/output error"):
+        await adapter.get("c", "k")
+    with pytest.raises(StorageError):
+        await adapter.head("c", "k")
+    monkeypatch.undo()
+    assert (await adapter.get("c", "k"))[0] == b"v"
+
+
+async def test_a_root_that_is_a_file_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    a = LocalFileAdapter(tmp_path / "file")
+    with pytest.raises(StorageError):
+        await a.put("c", "k", b"v")
+    with pytest.raises(StorageError):
+        await a.get("c", "k")
+    await a.close()
+
+
+def test_unsupported_platforms_fail_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "_SUPPORTED", False)
+    with pytest.raises(StorageError, match="POSIX"):
+        LocalFileAdapter(tmp_path)
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def test_one_adapter_across_event_loops_and_closes(tmp_path: Path) -> None:
+    a = LocalFileAdapter(tmp_path)
+
+    async def first() -> None:
+        await a.put("c", "k", b"1")
+        await a.close()
+        await a.close()
+
+    async def second() -> bytes:
+        data, _ = await a.get("c", "k")  # usable again after close
+        await a.put("c", "k", b"2")
+        return data
+
+    asyncio.run(first())
+    assert asyncio.run(second()) == b"1"
+    asyncio.run(a.close())
+    asyncio.run(a.close())
+
+
+async def test_a_cancelled_read_leaves_the_adapter_working(adapter: LocalFileAdapter) -> None:
+    await adapter.put("c", "k", b"v")
+    tasks = [asyncio.ensure_future(adapter.get("c", "k")) for _ in range(50)]
+    await asyncio.sleep(0)
+    for t in tasks[::2]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert (await adapter.get("c", "k"))[0] == b"v"
+
+
+# -- properties -----------------------------------------------------------------------------
+
+SEGMENT_CHARS = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\\x7f")
+SEGMENT = st.text(SEGMENT_CHARS, min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..") and not local_module._is_temp_name(s)
+)
+KEY = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join)
+
+
+def _no_value_folder_clash(ks: set[str]) -> bool:
+    return not any(other.startswith(k + "/") for k in ks for other in ks)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sets(KEY, min_size=1, max_size=12).filter(_no_value_folder_clash))
+def test_any_valid_keys_stay_under_the_root_and_list_back_exactly(written: set[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        root = base / "root"
+        a = LocalFileAdapter(root, durable=False)
+
+        async def run() -> list[str]:
+            for key in written:
+                await a.put("c", key, key.encode())
+            for key in written:
+                assert (await a.get("c", key))[0] == key.encode()
+            listed = await keys(a)
+            await a.close()
+            return listed
+
+        assert asyncio.run(run()) == sorted(written)
+        container = (root / "c").resolve()
+        for key in written:
+            path = (root / "c" / key).resolve()
+            assert path.is_relative_to(container)
+            assert path.read_bytes() == key.encode()
+        # Nothing anywhere but the container and the lock files.
+        assert sorted(p.name for p in base.iterdir()) == ["root"]
+        assert sorted(p.name for p in root.iterdir()) == [local_module.LOCK_FOLDER, "c"]
+        on_disk = {str(p.relative_to(root / "c")) for p in (root / "c").rglob("*") if p.is_file()}
+        assert on_disk == written
+
+
+async def test_writes_survive_deletes_pruning_the_same_folders(tmp_path: Path) -> None:
+    # A delete removes folders it leaves empty; a write creating them at the same moment
+    # walks again instead of failing.
+    a = LocalFileAdapter(tmp_path, durable=False, io_threads=4)
+
+    async def churn(name: str) -> None:
+        for _ in range(150):
+            await a.put("c", f"f/g/{name}", b"x")
+            await a.delete("c", f"f/g/{name}")
+
+    await asyncio.gather(*(churn(n) for n in "abcd"))
+    assert await keys(a) == []
+    assert list((tmp_path / "c").iterdir()) == []
+    await a.close()
