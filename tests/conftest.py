@@ -7,6 +7,7 @@ AZURITE_REQUIRED=1.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,12 +18,21 @@ import pytest
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter, MemoryAdapter
 from asyncblobdict.adapters.base import Adapter
 
+sys.path.insert(0, str(Path(__file__).parent / "azure"))
+from azurite import Azurite, azurite_for_session
+
 BACKENDS = ["memory", "local", pytest.param("azure", marks=pytest.mark.azure)]
 
 
 def new_container() -> str:
     """A container name valid on every backend (Azure's rules are the strictest)."""
     return "t" + uuid.uuid4().hex[:20]
+
+
+@pytest.fixture(scope="session")
+def azurite(pytestconfig: pytest.Config) -> Azurite:
+    """The running Azurite (started once per session; skips when unavailable)."""
+    return azurite_for_session(pytestconfig)
 
 
 @pytest.fixture
@@ -40,8 +50,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Adap
     if kind == "local":
         root = tmp_path / "store"
         return lambda: LocalFileAdapter(root)
-    azurite = request.getfixturevalue("azurite")
-    return azurite.new_adapter  # type: ignore[no-any-return]
+    server: Azurite = request.getfixturevalue("azurite")
+    return server.new_adapter  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -1,0 +1,618 @@
+"""AzureBlobAdapter: the adapter protocol over the Blob REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ...errors import ConcurrencyError, StorageError
+from ..base import BlobInfo
+from .auth import (
+    AsyncTokenCredential,
+    Authorizer,
+    BearerTokenAuth,
+    SasAuth,
+    SharedKeyAuth,
+)
+from .client import DEFAULT_API_VERSION, BlobClient, Response
+from .connection import (
+    ConnectionStringError,
+    decode_account_key,
+    parse_account_url,
+    parse_connection_string,
+)
+from .error_map import error_details, raise_for_status
+from .listing import (
+    block_list_xml,
+    decode_md5,
+    normalize_etag,
+    parse_blob_list,
+    parse_http_date,
+)
+from .names import blob_path, validate_container_name
+from .retry import RetryPolicy
+
+__all__ = ["AzureBlobAdapter", "Credential"]
+
+MiB = 1024 * 1024
+# Service limits for block blobs (API version 2019-12-12 and later).
+MAX_BLOCK_SIZE = 4000 * MiB
+MAX_BLOCKS = 50_000
+MAX_SINGLE_PUT = 5000 * MiB
+# A ranged read that keeps losing to concurrent writers gives up after this many restarts.
+MAX_READ_RESTARTS = 3
+
+Credential = str | tuple[str, str] | Mapping[str, str] | AsyncTokenCredential
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
+_T = TypeVar("_T")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _md5(data: bytes | memoryview) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+# Hashing runs about 0.8 GB/s here; beyond this size it moves off the event loop (hashlib
+# releases the GIL), below it a thread hop would cost more than the hash.
+_HASH_ON_LOOP_MAX = 256 * 1024
+
+
+async def _md5_off_loop(data: bytes | memoryview) -> bytes:
+    if len(data) <= _HASH_ON_LOOP_MAX:
+        return _md5(data)
+    return await asyncio.to_thread(_md5, data)
+
+
+async def _gather_limited(coros: Sequence[Coroutine[Any, Any, _T]], limit: int) -> list[_T]:
+    """Run ``coros`` at most ``limit`` at a time; on the first failure cancel the rest."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(coro: Coroutine[Any, Any, _T]) -> _T:
+        async with semaphore:
+            return await coro
+
+    tasks = [asyncio.ensure_future(run(c)) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _make_auth(account_url: str, credential: object) -> tuple[str, str, Authorizer | None]:
+    endpoint, account, url_sas = parse_account_url(account_url)
+    if credential is None:
+        return endpoint, account, SasAuth(url_sas) if url_sas else None
+    if isinstance(credential, str):
+        text = credential.strip()
+        if text.startswith("?") or "sig=" in text:
+            return endpoint, account, SasAuth(text)
+        return endpoint, account, SharedKeyAuth(account, decode_account_key(text))
+    if isinstance(credential, tuple) and len(credential) == 2:
+        name, key = credential
+        if isinstance(name, str) and isinstance(key, str):
+            return endpoint, name, SharedKeyAuth(name, decode_account_key(key))
+    if isinstance(credential, Mapping):
+        name, key = credential.get("account_name"), credential.get("account_key")
+        if isinstance(name, str) and isinstance(key, str):
+            return endpoint, name, SharedKeyAuth(name, decode_account_key(key))
+        raise ConnectionStringError("a credential dict needs 'account_name' and 'account_key'")
+    if callable(getattr(credential, "get_token", None)):
+        return endpoint, account, BearerTokenAuth(credential)  # type: ignore[arg-type]
+    raise ConnectionStringError(
+        "credential must be an account key, a SAS token, (account_name, account_key), "
+        f"or an object with an async get_token(); got {type(credential).__name__}"
+    )
+
+
+class AzureBlobAdapter:
+    """Stores values as block blobs in an Azure Storage account (or Azurite).
+
+    ``account_url`` is the blob endpoint (``https://<account>.blob.core.windows.net``, or the
+    path-style ``http://127.0.0.1:10000/devstoreaccount1`` for Azurite). ``credential`` is an
+    account key, a SAS token, ``(account_name, account_key)``, or any object with an async
+    ``get_token(*scopes)`` (azure-identity credentials). Options:
+
+    - ``single_put_threshold`` (8 MiB): larger values are uploaded as blocks.
+    - ``block_size`` (8 MiB) and ``max_concurrency`` (4): parallel Put Block uploads and
+      ranged reads of ``read_chunk_size`` (8 MiB).
+    - ``list_page_size`` (5000): blobs per List Blobs request.
+    - ``retry`` (:class:`RetryPolicy`), ``request_timeout`` (120 s per attempt),
+      ``connect_timeout`` (10 s), ``max_connections`` (64), ``api_version`` ("2025-11-05").
+
+    ``list`` yields keys in the service's order (UTF-8 binary order). A missing container
+    is created by the first ``put``.
+    """
+
+    def __init__(
+        self,
+        account_url: str,
+        credential: Credential | None = None,
+        *,
+        single_put_threshold: int = 8 * MiB,
+        block_size: int = 8 * MiB,
+        max_concurrency: int = 4,
+        read_chunk_size: int = 8 * MiB,
+        list_page_size: int = 5000,
+        retry: RetryPolicy | None = None,
+        request_timeout: float | None = 120.0,
+        connect_timeout: float | None = 10.0,
+        max_connections: int = 64,
+        api_version: str = DEFAULT_API_VERSION,
+    ) -> None:
+        if not 1 <= single_put_threshold <= MAX_SINGLE_PUT:
+            raise ValueError(f"single_put_threshold must be between 1 and {MAX_SINGLE_PUT}")
+        if not 1 <= block_size <= MAX_BLOCK_SIZE:
+            raise ValueError(f"block_size must be between 1 and {MAX_BLOCK_SIZE}")
+        if read_chunk_size < 1:
+            raise ValueError("read_chunk_size must be at least 1")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if not 1 <= list_page_size <= 5000:
+            raise ValueError("list_page_size must be between 1 and 5000")
+        endpoint, account, auth = _make_auth(account_url, credential)
+        self.account_name = account
+        self.endpoint = endpoint
+        self.single_put_threshold = single_put_threshold
+        self.block_size = block_size
+        self.max_concurrency = max_concurrency
+        self.read_chunk_size = read_chunk_size
+        self.list_page_size = list_page_size
+        self._client = BlobClient(
+            endpoint,
+            auth,
+            api_version=api_version,
+            retry=retry,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+        )
+
+    @classmethod
+    def from_connection_string(cls, conn_str: str, **options: Any) -> AzureBlobAdapter:
+        """Build an adapter from an Azure Storage connection string.
+
+        Accepts account-key strings, SAS strings (BlobEndpoint + SharedAccessSignature) and
+        ``UseDevelopmentStorage=true`` (Azurite on 127.0.0.1:10000). Raises
+        :class:`ConnectionStringError` (a ValueError) for a malformed string.
+        """
+        info = parse_connection_string(conn_str)
+        if info.account_key is not None:
+            credential: Credential = (info.account_name, _b64(info.account_key))
+        else:
+            credential = "?" + (info.sas_token or "")
+        adapter = cls(info.endpoint, credential, **options)
+        adapter.account_name = info.account_name
+        return adapter
+
+    def __repr__(self) -> str:
+        return f"AzureBlobAdapter(account={self.account_name!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in use."""
+        return self._client.retry
+
+    @staticmethod
+    def validate_container(container: str) -> str:
+        """Check an Azure container name before any request (InvalidKeyError if bad)."""
+        return validate_container_name(container)
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        container: str,
+        key: str | None,
+        *,
+        action: str,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | memoryview | None = None,
+    ) -> Response:
+        return await self._client.request(
+            method,
+            blob_path(container, key),
+            query=query,
+            headers=headers,
+            body=body,
+            action=action,
+            container=container,
+            key=key,
+        )
+
+    async def _create_container(self, container: str) -> None:
+        resp = await self._send(
+            "PUT",
+            container,
+            None,
+            action="create container",
+            query=[("restype", "container")],
+            body=b"",
+        )
+        # 409 ContainerAlreadyExists: someone else created it first, which is what we wanted.
+        if resp.status not in (201, 409):
+            raise_for_status(
+                resp.status,
+                resp.headers,
+                resp.body,
+                action="create container",
+                container=container,
+                key=None,
+            )
+
+    async def _with_container(
+        self, container: str, operation: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """Run a write; if the container is missing, create it and run the write again."""
+        resp = await operation()
+        if resp.status == 404 and error_details(resp.headers, resp.body)[0] == (
+            "ContainerNotFound"
+        ):
+            await self._create_container(container)
+            resp = await operation()
+        return resp
+
+    # --- protocol --------------------------------------------------------------------------
+
+    async def get(self, container: str, key: str) -> tuple[bytes, str]:
+        """Return the blob's bytes and ETag; large blobs are read as parallel ranges."""
+        validate_container_name(container)
+        for _ in range(MAX_READ_RESTARTS):
+            result = await self._get_once(container, key)
+            if result is not None:
+                return result
+        raise StorageError(
+            f"get failed: the blob changed during each of {MAX_READ_RESTARTS} ranged reads",
+            container=container,
+            key=key,
+        )
+
+    async def _get_once(self, container: str, key: str) -> tuple[bytes, str] | None:
+        chunk = self.read_chunk_size
+        resp = await self._send(
+            "GET", container, key, action="get", headers={"x-ms-range": f"bytes=0-{chunk - 1}"}
+        )
+        if resp.status == 416:
+            # An empty blob has no byte 0 to range over; read it whole.
+            resp = await self._send("GET", container, key, action="get")
+        if resp.status not in (200, 206):
+            raise_for_status(
+                resp.status, resp.headers, resp.body, action="get", container=container, key=key
+            )
+        etag = normalize_etag(resp.header("ETag"))
+        if etag is None:
+            raise StorageError("get failed: the answer has no ETag", container=container, key=key)
+        total = len(resp.body)
+        if resp.status == 206:
+            match = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
+            if match is None or int(match.group(1)) != 0:
+                raise StorageError(
+                    "get failed: unexpected Content-Range in a ranged answer",
+                    container=container,
+                    key=key,
+                    status=resp.status,
+                )
+            total = int(match.group(3))
+        # A whole-blob answer carries the blob's MD5 as Content-MD5; a ranged one carries it
+        # as x-ms-blob-content-md5 (Content-MD5 there would be the range's, if asked for).
+        md5_header = "Content-MD5" if resp.status == 200 else "x-ms-blob-content-md5"
+        expected = decode_md5(resp.header(md5_header))
+        if total > len(resp.body):
+            ranges = [
+                (start, min(start + chunk, total) - 1)
+                for start in range(len(resp.body), total, chunk)
+            ]
+            read = await self._get_ranges(container, key, etag, resp.body, ranges, expected)
+            if read is None:
+                return None  # overwritten mid-read: start again, never mix versions
+            data, actual = read
+        else:
+            data = resp.body
+            actual = _md5(data) if expected is not None else None
+        if len(data) != total:
+            raise StorageError(
+                f"get failed: expected {total} bytes, received {len(data)}",
+                container=container,
+                key=key,
+            )
+        if expected is not None and actual != expected:
+            raise StorageError(
+                "get failed: Content-MD5 mismatch, the data was corrupted in transit or storage",
+                container=container,
+                key=key,
+                error_code="Md5Mismatch",
+            )
+        return data, etag
+
+    async def _get_ranges(
+        self,
+        container: str,
+        key: str,
+        etag: str,
+        first: bytes,
+        ranges: list[tuple[int, int]],
+        expected: bytes | None,
+    ) -> tuple[bytes, bytes | None] | None:
+        """Read ``ranges`` in parallel; hash the pieces in order (off the loop) meanwhile.
+
+        Returns the whole content and its MD5 (None when there is nothing to check), or None
+        if the blob changed during the read.
+        """
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def fetch(start: int, end: int) -> bytes | None:
+            async with semaphore:
+                return await self._get_range(container, key, etag, start, end)
+
+        tasks = [asyncio.ensure_future(fetch(start, end)) for start, end in ranges]
+        md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
+        parts = [first]
+        try:
+            if md5 is not None:
+                await asyncio.to_thread(md5.update, first)
+            for task in tasks:
+                piece = await task
+                if piece is None:
+                    return None
+                parts.append(piece)
+                if md5 is not None:
+                    await asyncio.to_thread(md5.update, piece)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return b"".join(parts), None if md5 is None else md5.digest()
+
+    async def _get_range(
+        self, container: str, key: str, etag: str, start: int, end: int
+    ) -> bytes | None:
+        resp = await self._send(
+            "GET",
+            container,
+            key,
+            action="get",
+            headers={"x-ms-range": f"bytes={start}-{end}", "If-Match": etag},
+        )
+        if resp.status == 412:
+            return None
+        if resp.status not in (200, 206):
+            raise_for_status(
+                resp.status, resp.headers, resp.body, action="get", container=container, key=key
+            )
+        if len(resp.body) != end - start + 1:
+            raise StorageError(
+                f"get failed: range {start}-{end} returned {len(resp.body)} bytes",
+                container=container,
+                key=key,
+            )
+        return resp.body
+
+    async def head(self, container: str, key: str) -> BlobInfo | None:
+        """Return size, ETag, Last-Modified and Content-MD5, or None if the blob is missing."""
+        validate_container_name(container)
+        resp = await self._send("HEAD", container, key, action="head")
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise_for_status(
+                resp.status, resp.headers, resp.body, action="head", container=container, key=key
+            )
+        return BlobInfo(
+            key,
+            int(resp.header("Content-Length") or 0),
+            normalize_etag(resp.header("ETag")),
+            parse_http_date(resp.header("Last-Modified")),
+            decode_md5(resp.header("Content-MD5")),
+        )
+
+    async def put(
+        self,
+        container: str,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Upload ``data`` whole (one Put Blob, or blocks committed at once); return the ETag."""
+        validate_container_name(container)
+        data = bytes(data)
+        conditions: dict[str, str] = {}
+        if if_match is not None:
+            conditions["If-Match"] = if_match
+        if if_none_match:
+            conditions["If-None-Match"] = "*"
+        if len(data) <= self.single_put_threshold:
+            md5 = await _md5_off_loop(data)
+
+            async def operation() -> Response:
+                return await self._put_single(container, key, data, md5, conditions)
+
+            resp = await self._with_container(container, operation)
+        else:
+            block_size = self._plan_blocks(container, key, len(data))
+            # The whole blob's MD5 is only needed for the commit: hash it while blocks upload.
+            whole = asyncio.ensure_future(asyncio.to_thread(_md5, data))
+
+            async def operation() -> Response:
+                return await self._put_blocks(container, key, data, whole, conditions, block_size)
+
+            try:
+                resp = await self._with_container(container, operation)
+            finally:
+                md5 = await whole
+        if resp.status == 201:
+            etag = normalize_etag(resp.header("ETag"))
+            if etag is None:
+                raise StorageError(
+                    "put failed: the answer has no ETag", container=container, key=key
+                )
+            return etag
+        if conditions and resp.status in (409, 412) and resp.ambiguous:
+            # An earlier attempt may have landed and now trips our own condition: if the blob
+            # holds exactly our bytes, that attempt succeeded.
+            info = await self.head(container, key)
+            if info is not None and info.etag and info.content_md5 == md5:
+                return info.etag
+        raise_for_status(
+            resp.status,
+            resp.headers,
+            resp.body,
+            action="put",
+            container=container,
+            key=key,
+            conditional=bool(conditions),
+        )
+
+    def _plan_blocks(self, container: str, key: str, size: int) -> int:
+        block_size = self.block_size
+        if -(-size // block_size) > MAX_BLOCKS:
+            block_size = -(-size // MAX_BLOCKS)
+        if block_size > MAX_BLOCK_SIZE:
+            raise StorageError(
+                f"put failed: {size} bytes is more than a block blob can hold "
+                f"({MAX_BLOCKS} blocks of {MAX_BLOCK_SIZE // MiB} MiB)",
+                container=container,
+                key=key,
+            )
+        return block_size
+
+    async def _put_single(
+        self, container: str, key: str, data: bytes, md5: bytes, conditions: dict[str, str]
+    ) -> Response:
+        headers = {
+            "x-ms-blob-type": "BlockBlob",
+            "Content-MD5": _b64(md5),
+            "x-ms-blob-content-md5": _b64(md5),
+            **conditions,
+        }
+        return await self._send("PUT", container, key, action="put", headers=headers, body=data)
+
+    async def _put_blocks(
+        self,
+        container: str,
+        key: str,
+        data: bytes,
+        whole_md5: Awaitable[bytes],
+        conditions: dict[str, str],
+        block_size: int,
+    ) -> Response:
+        # Ids must all have the same length; a fresh prefix keeps concurrent uploads apart.
+        upload = uuid.uuid4().hex
+        view = memoryview(data)
+        offsets = list(range(0, len(data), block_size))
+        block_ids = [_b64(f"{upload}-{i:06d}".encode()) for i in range(len(offsets))]
+
+        async def put_block(block_id: str, start: int) -> Response:
+            chunk = view[start : start + block_size]  # sent as is: no copy
+            return await self._send(
+                "PUT",
+                container,
+                key,
+                action="put block",
+                query=[("comp", "block"), ("blockid", block_id)],
+                headers={"Content-MD5": _b64(await _md5_off_loop(chunk))},
+                body=chunk,
+            )
+
+        results = await _gather_limited(
+            [put_block(b, s) for b, s in zip(block_ids, offsets, strict=True)], self.max_concurrency
+        )
+        for resp in results:
+            if resp.status != 201:
+                return resp  # the caller maps it (or creates the container and retries)
+        body = block_list_xml(block_ids)
+        headers = {
+            "Content-MD5": _b64(_md5(body)),
+            "x-ms-blob-content-md5": _b64(await whole_md5),
+            **conditions,
+        }
+        return await self._send(
+            "PUT",
+            container,
+            key,
+            action="put block list",
+            query=[("comp", "blocklist")],
+            headers=headers,
+            body=body,
+        )
+
+    async def delete(self, container: str, key: str, *, if_match: str | None = None) -> None:
+        """Delete the blob; a missing blob is a no-op unless ``if_match`` is given."""
+        validate_container_name(container)
+        headers = {"If-Match": if_match} if if_match is not None else {}
+        resp = await self._send("DELETE", container, key, action="delete", headers=headers)
+        if resp.status in (200, 202):
+            return
+        if if_match is None:
+            if resp.status == 404:
+                return
+        elif resp.status in (404, 412):
+            # Azure answers 404 for a missing blob, Azurite 412. After an attempt that may
+            # have landed, "gone" means our delete did it.
+            if resp.ambiguous and (resp.status == 404 or await self.head(container, key) is None):
+                return
+            raise ConcurrencyError(
+                "delete: the key was changed or deleted since it was read",
+                container=container,
+                key=key,
+            )
+        raise_for_status(
+            resp.status, resp.headers, resp.body, action="delete", container=container, key=key
+        )
+
+    async def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """Yield every blob whose name starts with ``prefix``, page by page."""
+        validate_container_name(container)
+        marker: str | None = None
+        while True:
+            query = [
+                ("restype", "container"),
+                ("comp", "list"),
+                ("maxresults", str(self.list_page_size)),
+            ]
+            if prefix:
+                query.append(("prefix", prefix))
+            if marker:
+                query.append(("marker", marker))
+            resp = await self._send("GET", container, None, action="list", query=query)
+            if resp.status == 404:
+                return  # no container, no keys
+            if resp.status != 200:
+                raise_for_status(
+                    resp.status,
+                    resp.headers,
+                    resp.body,
+                    action="list",
+                    container=container,
+                    key=None,
+                )
+            try:
+                infos, marker = parse_blob_list(resp.body)
+            except Exception as exc:
+                raise StorageError(
+                    f"list failed: unreadable answer ({type(exc).__name__})",
+                    container=container,
+                    request_id=resp.header("x-ms-request-id"),
+                ) from None
+            for info in infos:
+                yield info
+            if not marker:
+                return
+
+    async def close(self) -> None:
+        """Close the HTTP session; safe to call twice, and the adapter stays usable."""
+        await self._client.close()

@@ -1,0 +1,262 @@
+"""Request authorisation: SharedKey signing, SAS tokens and bearer tokens.
+
+Every authoriser gets the request as it will be sent (encoded path, decoded query pairs,
+headers) and adds what it needs. None of them shows its secret in a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from ...errors import AuthenticationError
+
+__all__ = [
+    "STORAGE_SCOPE",
+    "AccessTokenLike",
+    "AsyncTokenCredential",
+    "Authorizer",
+    "BearerTokenAuth",
+    "PreparedRequest",
+    "SasAuth",
+    "SharedKeyAuth",
+    "canonicalized_headers",
+    "canonicalized_resource",
+    "string_to_sign",
+]
+
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+# Refresh a bearer token this long before it expires, so no request carries a dying token.
+TOKEN_REFRESH_MARGIN = 300.0
+
+
+@dataclass(slots=True)
+class PreparedRequest:
+    """One HTTP request about to be sent.
+
+    ``path`` is percent-encoded exactly as it goes on the wire; ``query`` holds decoded
+    (name, value) pairs; ``raw_query`` is extra already-encoded query text (a SAS token).
+    """
+
+    method: str
+    path: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    content_length: int = 0
+    raw_query: str = ""
+
+
+class Authorizer(Protocol):
+    """Adds authorisation to a request (headers or query) just before each attempt."""
+
+    async def authorize(self, request: PreparedRequest) -> None: ...
+
+
+# --- SharedKey --------------------------------------------------------------------------
+
+# Standard headers in the order the string-to-sign lists them (Blob service, 2009-09-19+).
+_SIGNED_STANDARD_HEADERS = (
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
+)
+
+
+def _header_sort_key(name: str) -> str:
+    # The service orders '_' before digits (unlike plain ASCII order); mapping it to '/',
+    # which cannot occur in a header name, gives that order for metadata like k1 / k_1.
+    return name.replace("_", "/")
+
+
+def canonicalized_headers(headers: Mapping[str, str]) -> str:
+    """The CanonicalizedHeaders part: every x-ms- header, lowercased, sorted, one per line."""
+    items: dict[str, str] = {}
+    for name, value in headers.items():
+        lname = name.strip().lower()
+        if lname.startswith("x-ms-"):
+            # Unfold and trim as the service does before comparing.
+            items[lname] = " ".join(value.replace("\r\n", " ").split())
+    return "".join(f"{n}:{items[n]}\n" for n in sorted(items, key=_header_sort_key))
+
+
+def canonicalized_resource(account: str, path: str, query: Sequence[tuple[str, str]]) -> str:
+    """The CanonicalizedResource part: /account + encoded path, then sorted decoded query.
+
+    Query names are lowercased and sorted; a name given more than once gets its values
+    sorted and comma-joined.
+    """
+    out = f"/{account}{path or '/'}"
+    grouped: dict[str, list[str]] = {}
+    for name, value in query:
+        grouped.setdefault(name.lower(), []).append(value)
+    for name in sorted(grouped):
+        out += f"\n{name}:{','.join(sorted(grouped[name]))}"
+    return out
+
+
+def string_to_sign(
+    method: str,
+    account: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    content_length: int,
+) -> str:
+    """Build the SharedKey string-to-sign (Blob service version 2015-02-21 and later).
+
+    Content-Length is empty for a zero-length body, as the documentation requires.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    standard = []
+    for name in _SIGNED_STANDARD_HEADERS:
+        if name == "content-length":
+            standard.append(str(content_length) if content_length else "")
+        else:
+            standard.append(lower.get(name, ""))
+    return (
+        method.upper()
+        + "\n"
+        + "\n".join(standard)
+        + "\n"
+        + canonicalized_headers(headers)
+        + canonicalized_resource(account, path, query)
+    )
+
+
+class SharedKeyAuth:
+    """Signs requests with the account key (``Authorization: SharedKey account:signature``)."""
+
+    __slots__ = ("_key", "account_name")
+
+    def __init__(self, account_name: str, key: bytes) -> None:
+        self.account_name = account_name
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"SharedKeyAuth(account_name={self.account_name!r}, key=<hidden>)"
+
+    def sign(self, text: str) -> str:
+        """Base64 HMAC-SHA256 of ``text`` with the account key."""
+        digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    async def authorize(self, request: PreparedRequest) -> None:
+        text = string_to_sign(
+            request.method,
+            self.account_name,
+            request.path,
+            request.query,
+            request.headers,
+            request.content_length,
+        )
+        request.headers["Authorization"] = f"SharedKey {self.account_name}:{self.sign(text)}"
+
+
+# --- SAS --------------------------------------------------------------------------------
+
+
+class SasAuth:
+    """Appends a shared access signature to every request's query."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        token = token.strip().lstrip("?")
+        names = {name.lower() for name, _ in parse_qsl(token, keep_blank_values=True)}
+        if "sig" not in names:
+            from .connection import ConnectionStringError
+
+            raise ConnectionStringError("the SAS token has no sig= parameter")
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "SasAuth(token=<hidden>)"
+
+    async def authorize(self, request: PreparedRequest) -> None:
+        # The token is already percent-encoded: append it as sent by its issuer.
+        request.raw_query = self._token
+
+
+# --- Bearer tokens ----------------------------------------------------------------------
+
+
+class AccessTokenLike(Protocol):
+    """What ``get_token`` returns (azure.core.credentials.AccessToken fits)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_on(self) -> int: ...
+
+
+class AsyncTokenCredential(Protocol):
+    """Any object with an async ``get_token(*scopes)``, e.g. azure-identity credentials."""
+
+    def get_token(self, *scopes: str) -> Awaitable[AccessTokenLike]: ...
+
+
+class BearerTokenAuth:
+    """Sends ``Authorization: Bearer`` with a token cached until 5 minutes before expiry."""
+
+    __slots__ = ("_credential", "_expires_on", "_lock", "_lock_loop", "_token")
+
+    def __init__(self, credential: AsyncTokenCredential) -> None:
+        self._credential = credential
+        self._token: str | None = None
+        self._expires_on = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"BearerTokenAuth(credential={type(self._credential).__name__})"
+
+    def _get_lock(self) -> asyncio.Lock:
+        # A lock belongs to one event loop; the adapter may be reused from a new loop.
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    def _fresh(self) -> str | None:
+        if self._token is not None and time.time() < self._expires_on - TOKEN_REFRESH_MARGIN:
+            return self._token
+        return None
+
+    async def token(self) -> str:
+        """A valid token, fetched once for all concurrent callers."""
+        token = self._fresh()
+        if token is not None:
+            return token
+        async with self._get_lock():
+            token = self._fresh()
+            if token is not None:
+                return token
+            try:
+                access = await self._credential.get_token(STORAGE_SCOPE)
+            except Exception as exc:
+                raise AuthenticationError(
+                    f"could not get an access token from {type(self._credential).__name__}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            self._token = access.token
+            self._expires_on = float(access.expires_on)
+            return access.token
+
+    async def authorize(self, request: PreparedRequest) -> None:
+        request.headers["Authorization"] = f"Bearer {await self.token()}"
