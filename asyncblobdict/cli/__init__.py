@@ -1,0 +1,326 @@
+"""The ``asyncblobdict`` command (also ``python -m asyncblobdict``): standard library only.
+
+Azure (and so aiohttp) is imported only when a command uses an Azure store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import (
+    AsyncBlobDictError,
+    BlobNotFoundError,
+    ConcurrencyError,
+    InvalidKeyError,
+    SerializationError,
+    StorageError,
+)
+from .commands import cmd_demo, cmd_get, cmd_ls, cmd_put, cmd_rm
+from .copy import CopyStats, copy_keys
+from .output import echo, err, human_bytes, redact
+from .progress import Progress
+from .stores import (
+    AZURE_CONN_ENV,
+    StoreSpec,
+    UsageError,
+    UserError,
+    open_adapter,
+    parse_address,
+    secrets_of,
+    store_from_options,
+)
+
+__all__ = ["EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "EXIT_USER", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_USER = 1
+EXIT_USAGE = 2
+EXIT_STORAGE = 3
+
+PROG = "asyncblobdict"
+_CONN_OPTIONS = ("--azure", "--from-azure", "--to-azure")
+
+_EPILOG = f"""\
+stores:
+  default            local folder ./local_blob_storage, container demo_container
+  --local DIR        a local folder (the container is a sub-folder)
+  --azure [CONNSTR]  an Azure account; alone it reads ${AZURE_CONN_ENV};
+                     'UseDevelopmentStorage=true' is Azurite on 127.0.0.1:10000
+cp addresses:
+  local:DIR/CONTAINER   e.g. local:./local_blob_storage/demo_container
+  azure:CONTAINER       account from --azure, --from-azure/--to-azure or ${AZURE_CONN_ENV}
+exit codes:
+  0 ok, 1 user error (missing key, bad key, bad JSON), 2 usage, 3 storage or auth failure
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; store options work before or after the command."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = common.add_argument_group("store options")
+    group.add_argument("--local", metavar="DIR", help="local folder (default ./local_blob_storage)")
+    group.add_argument(
+        "--azure",
+        metavar="CONNSTR",
+        help=f"Azure connection string; alone, ${AZURE_CONN_ENV}",
+    )
+    group.add_argument(
+        "--container",
+        metavar="NAME",
+        help="container (default demo_container locally, $AZURE_CONTAINER on Azure)",
+    )
+    group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Look at and move the data of asyncblobdict stores (local folders, Azure).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+        allow_abbrev=False,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help_text, description=help_text, parents=[common], allow_abbrev=False
+        )
+
+    command("demo", "run the README quick start on the store (default ./local_blob_storage)")
+
+    ls = command("ls", "list keys, sorted")
+    ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    ls.add_argument("-l", "--long", action="store_true", help="size, last modified, ETag, key")
+
+    get = command("get", "print a value: JSON pretty-printed, other bytes as they are")
+    get.add_argument("key", metavar="KEY")
+    get.add_argument("-o", "--output", metavar="FILE", help="write the stored bytes to FILE")
+    get.add_argument("--raw", action="store_true", help="write the stored bytes, even if JSON")
+
+    put = command("put", "store the bytes of FILE (or - for stdin) under KEY")
+    put.add_argument("key", metavar="KEY")
+    put.add_argument("file", metavar="FILE|-")
+    put.add_argument("--json", action="store_true", help="check it is JSON and store it as JSON")
+
+    rm = command("rm", "delete keys")
+    rm.add_argument("keys", nargs="+", metavar="KEY")
+    rm.add_argument("-f", "--force", action="store_true", help="no error for missing keys")
+
+    cp = command("cp", "copy all keys (or a prefix) from one store to another")
+    cp.add_argument("src", metavar="SRC", help="local:DIR/CONTAINER or azure:CONTAINER")
+    cp.add_argument("dst", metavar="DST", help="local:DIR/CONTAINER or azure:CONTAINER")
+    cp.add_argument("--prefix", default="", help="only keys starting with PREFIX")
+    cp.add_argument(
+        "-j", "--jobs", type=_positive_int, default=8, metavar="N", help="keys in flight (8)"
+    )
+    cp.add_argument("-n", "--dry-run", action="store_true", help="say what would be copied")
+    cp.add_argument("-v", "--verbose", action="store_true", help="name each copied key")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cp.add_argument("--from-azure", metavar="CONNSTR", help="account of an azure: source")
+    cp.add_argument("--to-azure", metavar="CONNSTR", help="account of an azure: destination")
+    return parser
+
+
+def _expand_bare_conn_options(argv: Sequence[str]) -> list[str]:
+    """Let ``--azure`` stand alone: a connection string always contains '='."""
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if token in _CONN_OPTIONS and (nxt is None or nxt.startswith("-") or "=" not in nxt):
+            token += "="
+        out.append(token)
+    return out
+
+
+def _opt(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, None)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "cp":
+        return await _run_cp(args)
+    spec = store_from_options(_opt(args, "local"), _opt(args, "azure"), _opt(args, "container"))
+    if command == "demo":
+        return await cmd_demo(spec)
+    if command == "ls":
+        return await cmd_ls(spec, args.prefix, args.long)
+    if command == "get":
+        return await cmd_get(spec, args.key, args.output, args.raw)
+    if command == "put":
+        return await cmd_put(spec, args.key, args.file, args.json)
+    if command == "rm":
+        return await cmd_rm(spec, args.keys, args.force)
+    raise UsageError(f"unknown command {command!r}")  # pragma: no cover - argparse checks
+
+
+def _cp_specs(args: argparse.Namespace) -> tuple[StoreSpec, StoreSpec]:
+    if _opt(args, "local") is not None or _opt(args, "container") is not None:
+        raise UsageError(
+            "cp takes store addresses (local:DIR/CONTAINER, azure:CONTAINER); "
+            "--local and --container do not apply"
+        )
+    azure = _opt(args, "azure")
+    src = parse_address(args.src, args.from_azure or azure, "--from-azure")
+    dst = parse_address(args.dst, args.to_azure or azure, "--to-azure")
+    if src.identity() == dst.identity():
+        raise UsageError("source and destination are the same store")
+    return src, dst
+
+
+async def _run_cp(args: argparse.Namespace) -> int:
+    src, dst = _cp_specs(args)
+    if src.kind == "local" and not os.path.isdir(os.path.join(src.root, src.container)):
+        raise UserError(f"source {src.describe()} does not exist")
+    verbose: bool = args.verbose or args.dry_run
+
+    def report(action: str, key: str, size: int) -> None:
+        if not verbose:
+            return
+        if args.dry_run:
+            verb = "would copy" if action == "copy" else "unchanged"
+        else:
+            verb = "copied" if action == "copy" else "unchanged"
+        echo(f"{verb}: {key} ({size} bytes)")
+
+    def progress(total: int, total_bytes: int) -> Progress:
+        return Progress(sys.stderr, total, total_bytes, enabled=not args.no_progress)
+
+    src_adapter = open_adapter(src)
+    try:
+        dst_adapter = open_adapter(dst)
+        try:
+            for spec, adapter in ((src, src_adapter), (dst, dst_adapter)):
+                check = getattr(adapter, "validate_container", None)
+                if callable(check):
+                    check(spec.container)
+            stats = await copy_keys(
+                src_adapter,
+                src.container,
+                dst_adapter,
+                dst.container,
+                prefix=args.prefix,
+                jobs=args.jobs,
+                dry_run=args.dry_run,
+                progress=progress,
+                report=report,
+            )
+        finally:
+            await dst_adapter.close()
+    finally:
+        await src_adapter.close()
+    echo(_summary(stats, src, dst, args.dry_run))
+    for key in stats.vanished:
+        err(f"{PROG}: warning: {key!r} was deleted from the source during the copy")
+    for key, reason in stats.failed:
+        err(f"{PROG}: error: cannot copy {key!r}: {reason}")
+    return EXIT_USER if stats.failed else EXIT_OK
+
+
+def _summary(stats: CopyStats, src: StoreSpec, dst: StoreSpec, dry_run: bool) -> str:
+    verb, skip = ("would copy", "would skip") if dry_run else ("copied", "skipped")
+    text = (
+        f"{verb} {stats.copied} {'key' if stats.copied == 1 else 'keys'} "
+        f"({_bytes_text(stats.copied_bytes)}), "
+        f"{skip} {stats.skipped} unchanged, from {src.describe()} to {dst.describe()}"
+    )
+    if stats.failed:
+        text += f", {len(stats.failed)} failed"
+    return text
+
+
+def _bytes_text(n: int) -> str:
+    return f"{n} bytes" if n < 1024 else f"{n} bytes, {human_bytes(n)}"
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an error: 1 for the user's request, 3 for storage and the rest."""
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(
+        exc,
+        (UserError, BlobNotFoundError, InvalidKeyError, SerializationError, ConcurrencyError),
+    ):
+        return EXIT_USER
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE
+    if isinstance(exc, (AsyncBlobDictError, ValueError)):
+        return EXIT_USER  # e.g. a malformed connection string
+    return EXIT_STORAGE
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, BlobNotFoundError):
+        return f"no such key {exc.key!r} in container {exc.container!r}"
+    if isinstance(exc, (UsageError, UserError, AsyncBlobDictError)):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _secrets(args: argparse.Namespace | None) -> list[str]:
+    values = [os.environ.get(AZURE_CONN_ENV, "")]
+    if args is not None:
+        values += [_opt(args, name) or "" for name in ("azure", "from_azure", "to_azure")]
+    return [secret for value in values for secret in secrets_of(value)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (the console script exits with it)."""
+    parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(_expand_bare_conn_options(raw))
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    debug = bool(_opt(args, "debug"))
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        err(f"{PROG}: interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `asyncblobdict ls | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        secrets = _secrets(args)
+        if debug:
+            sys.stderr.write(redact(traceback.format_exc(), secrets))
+        if isinstance(exc, UsageError):
+            parser.print_usage(sys.stderr)
+        line = redact(_message(exc), secrets)
+        if (
+            not debug
+            and exit_code_for(exc) == EXIT_STORAGE
+            and not isinstance(exc, AsyncBlobDictError)
+        ):
+            line += " (run with --debug for details)"
+        err(f"{PROG}: error: {line}")
+        return exit_code_for(exc)

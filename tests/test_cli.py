@@ -1,0 +1,669 @@
+"""The asyncblobdict command line: every command, exit codes, stderr one-liners, cp."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncblobdict import AsyncBlobStore, LocalFileAdapter
+from asyncblobdict.cli import _expand_bare_conn_options, main
+from asyncblobdict.cli.output import human_bytes, redact
+from asyncblobdict.cli.progress import Progress, render_progress
+from asyncblobdict.cli.stores import UsageError, parse_address
+
+PYTHON = sys.executable
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(PYTHON).with_name("asyncblobdict")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run main() in tmp_path; return (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AZURE_CONN_STR", raising=False)
+    monkeypatch.delenv("AZURE_CONTAINER", raising=False)
+
+    def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def run_process(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        args, cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+def one_line_error(err: str) -> str:
+    """stderr must be exactly one 'asyncblobdict: error: ...' line, no traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("asyncblobdict: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def read_local(root: Path, container: str, key: str) -> bytes:
+    return (root / container / key).read_bytes()
+
+
+async def _fill(root: Path, container: str, values: dict[str, bytes]) -> None:
+    async with AsyncBlobStore(LocalFileAdapter(root), container) as store:
+        for key, data in values.items():
+            await store.set_binary(key, data)
+
+
+def fill(root: Path, container: str, values: dict[str, bytes]) -> None:
+    asyncio.run(_fill(root, container, values))
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def test_help_and_version(cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = cli("--help")
+    assert code == 0
+    for word in ("demo", "ls", "get", "put", "rm", "cp", "exit codes", "local:DIR/CONTAINER"):
+        assert word in out
+    code, out, _ = cli("--version")
+    assert code == 0 and out.startswith("asyncblobdict ")
+    code, out, _ = cli("cp", "--help")
+    assert code == 0 and "--dry-run" in out and "--jobs" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["ls", "--bogus"],
+        ["get"],
+        ["cp", "local:a/b"],
+        ["cp", "local:a/b", "local:c/d", "--jobs", "0"],
+        ["cp", "nowhere", "local:c/d"],
+        ["cp", "local:a/b", "s3:bucket"],
+        ["cp", "local:a/b", "local:a/b"],
+        ["cp", "local:./x/c", "azure:demo"],  # no connection string anywhere
+        ["--local", "a", "--azure", "UseDevelopmentStorage=true", "ls"],
+        ["--azure", "ls"],  # --azure alone, AZURE_CONN_STR unset
+        ["--azure", "UseDevelopmentStorage=true", "ls"],  # no container
+        ["cp", "--local", "x", "local:a/b", "local:c/d"],
+    ],
+)
+def test_usage_errors_exit_2(cli: Callable[..., tuple[int, str, str]], args: list[str]) -> None:
+    code, out, err = cli(*args)
+    assert code == 2, err
+    assert out == ""
+    assert "usage:" in err and "error:" in err and "Traceback" not in err
+
+
+def test_store_options_before_or_after_the_command(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    fill(tmp_path / "data", "box", {"k": b"v"})
+    assert cli("--local", "data", "--container", "box", "ls") == (0, "k\n", "")
+    assert cli("ls", "--local", "data", "--container", "box") == (0, "k\n", "")
+
+
+def test_bare_azure_option_is_expanded() -> None:
+    assert _expand_bare_conn_options(["--azure", "ls"]) == ["--azure=", "ls"]
+    assert _expand_bare_conn_options(["ls", "--azure"]) == ["ls", "--azure="]
+    assert _expand_bare_conn_options(["--azure", "UseDevelopmentStorage=true", "ls"]) == [
+        "--azure",
+        "UseDevelopmentStorage=true",
+        "ls",
+    ]
+    assert _expand_bare_conn_options(["cp", "--to-azure", "--jobs", "2"])[1] == "--to-azure="
+    assert _expand_bare_conn_options(["get", "--", "--azure"]) == ["get", "--", "--azure"]
+
+
+def test_bare_azure_option_reads_the_environment(
+    cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A malformed connection string from the environment: the error proves it was read.
+    monkeypatch.setenv("AZURE_CONN_STR", "AccountName=x;AccountKey=c2VjcmV0c2VjcmV0c2VjcmV0")
+    monkeypatch.setenv("AZURE_CONTAINER", "demo")
+    code, _, err = cli("--azure", "ls")
+    assert code in (1, 3), err
+    line = one_line_error(err)
+    assert "c2VjcmV0c2VjcmV0c2VjcmV0" not in line
+
+
+def test_parse_address() -> None:
+    spec = parse_address("local:./local_blob_storage/demo_container", None)
+    assert (spec.kind, spec.root, spec.container) == (
+        "local",
+        "./local_blob_storage",
+        "demo_container",
+    )
+    spec = parse_address("local:box/", None)
+    assert (spec.root, spec.container) == (".", "box")
+    spec = parse_address("azure:demo", "UseDevelopmentStorage=true")
+    assert (spec.kind, spec.container) == ("azure", "demo")
+    assert "UseDevelopmentStorage" not in repr(spec)
+    assert spec.describe() == "azure:demo (development storage)"
+    for bad in ("local:", "azure:", "azure:a/b", "demo", "local:..", "ftp:x"):
+        with pytest.raises(UsageError):
+            parse_address(bad, "UseDevelopmentStorage=true")
+
+
+# --------------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_the_quickstart_in_the_default_folder(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    code, out, err = cli("demo")
+    assert code == 0, err
+    assert err == ""
+    for text in (
+        "set_json('demo/config'",
+        "get_binary('demo/model.bin')",
+        "list_keys()",
+        "BlobNotFoundError",
+        "round trip exact: True",
+    ):
+        assert text in out
+    folder = tmp_path / "local_blob_storage" / "demo_container"
+    assert (folder / "demo" / "model.bin").is_file()
+    assert not (folder / "demo" / "config").exists()
+    assert cli("ls") == (0, "demo/model.bin\n", "")
+    # Twice in a row is fine (the README's first command may be run again).
+    assert cli("demo")[0] == 0
+
+
+# ----------------------------------------------------------------------------- ls, get
+
+
+def test_ls_sorted_with_prefix_and_long(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    fill(
+        tmp_path / "local_blob_storage",
+        "demo_container",
+        {"b/2": b"22", "a/1": b"1", "b/1": b"x" * 300, "c": b""},
+    )
+    assert cli("ls") == (0, "a/1\nb/1\nb/2\nc\n", "")
+    assert cli("ls", "b/") == (0, "b/1\nb/2\n", "")
+    assert cli("ls", "zzz") == (0, "", "")
+    code, out, _ = cli("ls", "--long", "b/")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert [row[-1] for row in rows] == ["b/1", "b/2"]
+    assert [row[0] for row in rows] == ["300", "2"]
+    md5 = hashlib.md5(b"x" * 300).hexdigest()
+    assert rows[0][3] == f'"{md5}"'  # the local ETag: the quoted MD5 of the content
+    assert len(rows[0]) == 5  # size, date, time, ETag, key
+
+
+def test_ls_of_a_missing_container_is_empty(cli: Callable[..., tuple[int, str, str]]) -> None:
+    assert cli("--container", "nothing_here", "ls") == (0, "", "")
+
+
+def test_put_json_and_get_pretty(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    (tmp_path / "v.json").write_text('{"b": [1, 2],\n "a": "é", "c": null}')
+    code, out, err = cli("put", "cfg/v", "v.json", "--json")
+    assert (code, err) == (0, "")
+    assert "cfg/v" in out
+    stored = read_local(tmp_path / "local_blob_storage", "demo_container", "cfg/v")
+    assert json.loads(stored) == {"b": [1, 2], "a": "é", "c": None}
+    code, out, _ = cli("get", "cfg/v")
+    assert code == 0
+    assert json.loads(out) == {"b": [1, 2], "a": "é", "c": None}
+    assert out.startswith("{\n  ") and "é" in out
+
+    async def read_back() -> Any:
+        async with AsyncBlobStore(
+            LocalFileAdapter(tmp_path / "local_blob_storage"), "demo_container"
+        ) as store:
+            return await store.get_json("cfg/v")
+
+    assert asyncio.run(read_back()) == {"b": [1, 2], "a": "é", "c": None}
+
+
+def test_get_json_written_by_the_library_shows_its_tags(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    async def write() -> None:
+        async with AsyncBlobStore(
+            LocalFileAdapter(tmp_path / "local_blob_storage"), "demo_container"
+        ) as store:
+            await store.set_json("s", {"tags": {"x"}})
+
+    asyncio.run(write())
+    code, out, _ = cli("get", "s")
+    assert code == 0 and "_bdtype_" in out
+    # What get prints can be put back and reads as the same value.
+    (tmp_path / "s.json").write_text(out)
+    assert cli("put", "s2", "s.json", "--json")[0] == 0
+
+    async def read() -> Any:
+        async with AsyncBlobStore(
+            LocalFileAdapter(tmp_path / "local_blob_storage"), "demo_container"
+        ) as store:
+            return await store.get_json("s2")
+
+    assert asyncio.run(read()) == {"tags": {"x"}}
+
+
+def test_put_from_stdin_and_raw_bytes(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    assert cli("put", "n", "-", "--json", stdin=b"[1, 2, 3]\n")[0] == 0
+    assert json.loads(cli("get", "n")[1]) == [1, 2, 3]
+    data = bytes(range(256)) * 4
+    (tmp_path / "blob.bin").write_bytes(data)
+    assert cli("put", "bin/x", "blob.bin")[0] == 0
+    assert read_local(tmp_path / "local_blob_storage", "demo_container", "bin/x") == data
+    assert cli("get", "bin/x", "-o", "out.bin") == (0, "", "")
+    assert (tmp_path / "out.bin").read_bytes() == data
+    # -o writes the stored bytes exactly, JSON too (no pretty-printing).
+    assert cli("get", "n", "-o", "n.json")[0] == 0
+    assert (tmp_path / "n.json").read_bytes() == read_local(
+        tmp_path / "local_blob_storage", "demo_container", "n"
+    )
+
+
+def test_get_binary_to_stdout_and_raw(tmp_path: Path) -> None:
+    data = b"\x80\x00binary\xff" * 10
+    fill(tmp_path / "local_blob_storage", "demo_container", {"b": data, "j": b'{"a":1}'})
+    result = run_process([PYTHON, "-m", "asyncblobdict", "get", "b"], tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, data, b"")
+    result = run_process([PYTHON, "-m", "asyncblobdict", "get", "j", "--raw"], tmp_path)
+    assert result.stdout == b'{"a":1}'
+    result = run_process([PYTHON, "-m", "asyncblobdict", "get", "j"], tmp_path)
+    assert result.stdout == b'{\n  "a": 1\n}\n'
+
+
+def test_get_binary_to_a_terminal_is_refused(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(tmp_path / "local_blob_storage", "demo_container", {"b": b"\x00\x01\x02"})
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = cli("get", "b")
+    assert code == 1 and out == ""
+    assert "-o FILE" in one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "words"),
+    [
+        (["get", "missing"], None, "no such key 'missing'"),
+        (["get", "a//b"], None, "key segments"),
+        (["get", "../etc/passwd"], None, "key segments"),
+        (["put", "k", "no-such-file"], None, "cannot read no-such-file"),
+        (["put", "k", "-", "--json"], b"{not json", "stdin is not valid JSON"),
+        (["put", "k", "-", "--json"], b"[NaN]", "NaN is not valid JSON"),
+        (["put", "k", "-", "--json"], b"\xff\xfe", "not UTF-8"),
+        (["put", "", "-"], b"x", "must not be empty"),
+        (["rm", "missing"], None, "no such key 'missing'"),
+        (["rm", "ok", "/bad"], None, "key segments"),
+        (["--container", "bad/name", "ls"], None, "container"),
+    ],
+)
+def test_user_errors_exit_1_with_one_line(
+    cli: Callable[..., tuple[int, str, str]],
+    args: list[str],
+    stdin: bytes | None,
+    words: str,
+) -> None:
+    code, _, err = cli(*args, stdin=stdin)
+    assert code == 1, err
+    assert words in one_line_error(err)
+
+
+def test_bad_json_input_stores_nothing(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    assert cli("put", "k", "-", "--json", stdin=b'{"a": 1,}')[0] == 1
+    assert cli("ls") == (0, "", "")
+
+
+def test_rm(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    fill(tmp_path / "local_blob_storage", "demo_container", {"a": b"1", "b/c": b"2", "d": b"3"})
+    code, out, err = cli("rm", "a", "b/c")
+    assert (code, err) == (0, "")
+    assert out == "deleted: a\ndeleted: b/c\n"
+    assert cli("ls") == (0, "d\n", "")
+    code, out, err = cli("rm", "d", "gone")
+    assert code == 1 and out == "deleted: d\n"
+    assert "gone" in one_line_error(err)
+    assert cli("rm", "-f", "gone", "also-gone") == (0, "", "")
+
+
+def test_storage_failure_exits_3(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = cli("--local", "a-file", "put", "k", "a-file")
+    assert code == 3, err
+    one_line_error(err)
+
+
+def test_debug_shows_the_traceback(cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = cli("--debug", "get", "missing")
+    assert code == 1
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("asyncblobdict: error:")
+
+
+# ----------------------------------------------------------------------------------- cp
+
+
+def test_cp_copies_then_skips_unchanged(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    values = {"a": b"1", "dir/b": b'{"x": 1}', "dir/c": os.urandom(5000), "e": b""}
+    fill(tmp_path / "src", "box", values)
+    code, out, err = cli("cp", "local:src/box", "local:dst/copy")
+    assert (code, err) == (0, "")  # no progress bar: stderr is not a terminal
+    assert out.startswith("copied 4 keys (5009 bytes") and "skipped 0 unchanged" in out
+    for key, data in values.items():
+        assert read_local(tmp_path / "dst", "copy", key) == data
+
+    code, out, _ = cli("cp", "local:src/box", "local:dst/copy")
+    assert code == 0 and out.startswith("copied 0 keys (0 bytes), skipped 4 unchanged")
+
+    # Same size, other bytes: the MD5 differs, so it is copied again (timestamps ignored).
+    fill(tmp_path / "src", "box", {"a": b"2"})
+    code, out, _ = cli("cp", "local:src/box", "local:dst/copy", "-v")
+    assert code == 0
+    assert "copied: a (1 bytes)" in out
+    assert "copied 1 key (1 bytes), skipped 3 unchanged" in out
+    assert read_local(tmp_path / "dst", "copy", "a") == b"2"
+
+
+def test_cp_dry_run_writes_nothing(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    fill(tmp_path / "src", "box", {"a": b"1", "b": b"22"})
+    fill(tmp_path / "dst", "box", {"a": b"1"})
+    code, out, err = cli("cp", "--dry-run", "local:src/box", "local:dst/box")
+    assert (code, err) == (0, "")
+    assert "would copy: b (2 bytes)" in out
+    assert "unchanged: a (1 bytes)" in out
+    assert "would copy 1 key (2 bytes), would skip 1 unchanged" in out
+    assert not (tmp_path / "dst" / "box" / "b").exists()
+
+
+def test_cp_prefix_and_jobs(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    values = {f"p/{i:03d}": str(i).encode() for i in range(40)}
+    values["q/other"] = b"no"
+    fill(tmp_path / "src", "box", values)
+    code, out, _ = cli("cp", "local:src/box", "local:dst/box", "--prefix", "p/", "--jobs", "3")
+    assert code == 0 and out.startswith("copied 40 keys")
+    assert cli("--local", "dst", "--container", "box", "ls", "q/") == (0, "", "")
+    assert cli("--local", "dst", "--container", "box", "ls")[1].count("\n") == 40
+
+
+def test_cp_missing_source_is_a_user_error(cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = cli("cp", "local:nowhere/box", "local:dst/box")
+    assert code == 1
+    assert "does not exist" in one_line_error(err)
+
+
+def test_cp_progress_is_quiet_without_a_terminal(tmp_path: Path) -> None:
+    fill(tmp_path / "src", "box", {f"k{i}": b"x" * i for i in range(20)})
+    result = run_process(
+        [PYTHON, "-m", "asyncblobdict", "cp", "local:src/box", "local:dst/box"], tmp_path
+    )
+    assert result.returncode == 0
+    assert result.stderr == b""
+    assert result.stdout.decode().startswith("copied 20 keys")
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_render_progress() -> None:
+    assert render_progress(0, 4, 0, 2048, width=8) == "[--------]  0/4 keys  0 B/2.0 KiB    0%"
+    assert render_progress(2, 4, 1024, 2048, width=8) == (
+        "[####----]  2/4 keys  1.0 KiB/2.0 KiB   50%"
+    )
+    assert render_progress(4, 4, 2048, 2048, width=8).startswith("[########]")
+    assert render_progress(1, 2, 0, 0, width=4).startswith("[##--]")  # empty values
+    assert render_progress(0, 0, 0, 0, width=4).startswith("[####]")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_only_on_a_terminal() -> None:
+    quiet = io.StringIO()
+    bar = Progress(quiet, 2, 20)
+    bar.advance(10)
+    bar.advance(10)
+    bar.finish()
+    assert quiet.getvalue() == ""
+
+    tty = _Terminal()
+    bar = Progress(tty, 2, 20, interval=0)
+    bar.advance(10)
+    bar.advance(10)
+    drawn = tty.getvalue()
+    assert drawn.startswith("\r[") and "2/2 keys" in drawn
+    bar.finish()
+    assert tty.getvalue().endswith("\r")
+
+    off = _Terminal()
+    bar = Progress(off, 1, 1, enabled=False)
+    bar.advance(1)
+    assert off.getvalue() == ""
+
+
+def test_human_bytes() -> None:
+    assert [human_bytes(n) for n in (0, 1023, 1536, 5 * 1024**2)] == [
+        "0 B",
+        "1023 B",
+        "1.5 KiB",
+        "5.0 MiB",
+    ]
+
+
+# ------------------------------------------------------------------------------ secrets
+
+
+def test_redact() -> None:
+    conn = "AccountName=acct;AccountKey=S3cr3tKeyS3cr3tKey==;EndpointSuffix=core.windows.net"
+    text = f"failed with {conn} and https://x/c/b?sv=1&sig=abc%2Fdef&se=2"
+    shown = redact(text)
+    assert "S3cr3tKey" not in shown and "abc%2Fdef" not in shown
+    assert "AccountName=acct" in shown
+    assert redact("key is hunter2hunter2", ["hunter2hunter2"]) == "key is ***"
+
+
+# ------------------------------------------------------------------- entry points, imports
+
+
+def test_console_script_and_python_m(tmp_path: Path) -> None:
+    for command in ([str(SCRIPT)], [PYTHON, "-m", "asyncblobdict"]):
+        if not Path(command[0]).exists():
+            continue
+        result = run_process([*command, "--version"], tmp_path)
+        assert result.returncode == 0 and result.stdout.startswith(b"asyncblobdict ")
+        result = run_process([*command, "get", "missing"], tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.decode().strip().startswith("asyncblobdict: error: no such key")
+        result = run_process([*command, "ls", "--nope"], tmp_path)
+        assert result.returncode == 2
+
+
+def test_local_commands_do_not_import_aiohttp(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from asyncblobdict.cli import main\n"
+        "assert main(['demo']) == 0\n"
+        "assert main(['ls', '--long']) == 0\n"
+        "assert main(['cp', 'local:local_blob_storage/demo_container', 'local:b/c']) == 0\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'\n"
+    )
+    result = run_process([PYTHON, "-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+# -------------------------------------------------------------------------------- azure
+
+
+@pytest.fixture
+def azurite_conn_str(azurite: Any) -> str:
+    """Connection string of the session's Azurite (skips when it cannot run)."""
+    return str(azurite.connection_string)
+
+
+def _container(tag: str) -> str:
+    return f"cli-{tag}-{os.urandom(4).hex()}"
+
+
+@pytest.mark.azure
+def test_azure_commands(
+    cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    azurite_conn_str: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    container = _container("cmd")
+    monkeypatch.setenv("AZURE_CONN_STR", azurite_conn_str)
+    monkeypatch.setenv("AZURE_CONTAINER", container)
+    assert cli("--azure", "put", "cfg", "-", "--json", stdin=b'{"a": [1]}')[0] == 0
+    data = os.urandom(3000)
+    (tmp_path / "b.bin").write_bytes(data)
+    assert cli("--azure", "put", "bin/b", "b.bin")[0] == 0
+    assert cli("--azure", "ls") == (0, "bin/b\ncfg\n", "")
+    code, out, _ = cli("--azure", "ls", "-l")
+    rows = [line.split() for line in out.splitlines()]
+    assert code == 0 and [row[0] for row in rows] == ["3000", "9"]  # {"a":[1]}
+    assert all(row[3].startswith('"') for row in rows)
+    assert json.loads(cli("--azure", "get", "cfg")[1]) == {"a": [1]}
+    assert cli("--azure", "get", "bin/b", "-o", "copy.bin")[0] == 0
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    code, _, err = cli("--azure", "get", "nope")
+    assert code == 1 and "no such key 'nope'" in one_line_error(err)
+    assert cli("--azure", "rm", "cfg")[0] == 0
+    # The connection string as a value, the container as an option after the command.
+    assert cli("ls", "--azure", azurite_conn_str, "--container", container) == (0, "bin/b\n", "")
+    code, _, err = cli("--azure", "--container", "Bad_Name", "ls")
+    assert code == 1 and "container" in one_line_error(err)
+    code, out, _ = cli("--azure", "demo")
+    assert code == 0 and "BlobNotFoundError" in out and f"--container {container}" in out
+
+
+@pytest.mark.azure
+def test_azure_wrong_key_exits_3_without_showing_it(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path, azurite_conn_str: str
+) -> None:
+    fields = dict(part.split("=", 1) for part in azurite_conn_str.strip(";").split(";"))
+    wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    fields["AccountKey"] = wrong_key
+    wrong = ";".join(f"{k}={v}" for k, v in fields.items())
+    fill(tmp_path / "src", "box", {"k": b"v"})
+    for args in (
+        ("--azure", wrong, "--container", "demo", "ls"),
+        ("--debug", "--azure", wrong, "--container", "demo", "get", "k"),
+        ("cp", "--to-azure", wrong, "local:src/box", "azure:demo"),
+    ):
+        code, out, err = cli(*args)
+        assert code == 3, err
+        assert wrong_key not in err + out
+        assert wrong not in err + out
+        if "--debug" not in args:
+            assert "403" in one_line_error(err) or "auth" in err.lower()
+
+
+@pytest.mark.azure
+def test_cp_local_to_azurite_and_back(
+    cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    azurite_conn_str: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {f"runs/{i}/model.bin": os.urandom(100 + i) for i in range(12)}
+    values["runs/config"] = b'{"lr":0.1}'
+    values["unicode/é 文件+%&"] = b"u"
+    fill(tmp_path / "local_blob_storage", "demo_container", values)
+    container = _container("cp")
+    src = "local:./local_blob_storage/demo_container"
+    monkeypatch.setenv("AZURE_CONN_STR", azurite_conn_str)
+
+    code, out, _ = cli("cp", src, f"azure:{container}", "--dry-run")
+    assert code == 0 and "would copy 14 keys" in out
+    assert cli("--azure", "--container", container, "ls") == (0, "", "")
+
+    code, out, err = cli("cp", src, f"azure:{container}", "--jobs", "4")
+    assert (code, err) == (0, "")
+    assert out.startswith("copied 14 keys") and "skipped 0 unchanged" in out
+    code, out, _ = cli("cp", src, f"azure:{container}")
+    assert out.startswith("copied 0 keys (0 bytes), skipped 14 unchanged")
+
+    fill(tmp_path / "local_blob_storage", "demo_container", {"runs/config": b'{"lr":0.2}'})
+    code, out, _ = cli("cp", src, f"azure:{container}")
+    assert out.startswith("copied 1 key (10 bytes), skipped 13 unchanged")
+
+    # Back again, with the account given for the source side only.
+    monkeypatch.delenv("AZURE_CONN_STR")
+    code, out, err = cli(
+        "cp", "--from-azure", azurite_conn_str, f"azure:{container}", "local:back/box"
+    )
+    assert code == 0, err
+    assert out.startswith("copied 14 keys")
+    values["runs/config"] = b'{"lr":0.2}'
+    for key, data in values.items():
+        assert read_local(tmp_path / "back", "box", key) == data
+    code, out, _ = cli(
+        "cp", "--from-azure", azurite_conn_str, f"azure:{container}", "local:back/box"
+    )
+    assert out.startswith("copied 0 keys (0 bytes), skipped 14 unchanged")
+
+
+@pytest.mark.azure
+def test_cp_to_azurite_as_a_process(tmp_path: Path, azurite_conn_str: str) -> None:
+    fill(tmp_path / "local_blob_storage", "demo_container", {"a": b"1", "b": b"2"})
+    container = _container("proc")
+    args = [
+        str(SCRIPT) if SCRIPT.exists() else PYTHON,
+        "cp",
+        "local:./local_blob_storage/demo_container",
+        f"azure:{container}",
+    ]
+    if not SCRIPT.exists():
+        args.insert(1, "-m")
+        args.insert(2, "asyncblobdict")
+    result = run_process(args, tmp_path, {"AZURE_CONN_STR": azurite_conn_str})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # not a terminal: no progress bar
+    assert result.stdout.startswith(b"copied 2 keys")
+
+
+def test_azure_without_aiohttp_names_the_extra(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['aiohttp'] = None  # as if it were not installed\n"
+        "from asyncblobdict.cli import main\n"
+        "sys.exit(main(['--azure', 'UseDevelopmentStorage=true', '--container', 'demo', 'ls']))\n"
+    )
+    result = run_process([PYTHON, "-c", code], tmp_path)
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert one_line_error(err) and 'pip install "asyncblobdict[azure]"' in err
