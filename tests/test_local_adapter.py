@@ -67,6 +67,15 @@ def test_is_an_adapter_and_repr_shows_the_root(tmp_path: Path) -> None:
     assert repr(a) == f"LocalFileAdapter(root={str(tmp_path / 'r')!r}, durable=False)"
 
 
+def test_io_threads_default_follows_the_cpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for cpus, threads in [(1, 2), (2, 2), (3, 3), (16, 4), (None, 2)]:
+        monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
+        assert LocalFileAdapter(tmp_path).io_threads == threads
+    assert LocalFileAdapter(tmp_path, io_threads=1).io_threads == 1
+
+
 async def test_layout_and_round_trip(tmp_path: Path) -> None:
     root = tmp_path / "not" / "yet"
     a = LocalFileAdapter(root)

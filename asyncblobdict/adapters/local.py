@@ -207,12 +207,17 @@ class LocalFileAdapter:
 
     ``root`` is created on the first write. ``durable=False`` skips the fsyncs (faster, and
     still atomic, but a power loss may lose recent writes). ``io_threads`` sizes the pool of
-    threads doing the blocking file I/O; the event loop never touches the disk. One adapter may
-    be used from several event loops, one after another or at once. POSIX only.
+    threads doing the blocking file I/O (default: the number of CPUs, between 2 and 4); the
+    event loop never touches the disk. One adapter may be used from several event loops, one
+    after another or at once. POSIX only.
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, durable: bool = True, io_threads: int = 4
+        self,
+        root: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        io_threads: int | None = None,
     ) -> None:
         if not _SUPPORTED:
             raise StorageError(
@@ -222,11 +227,20 @@ class LocalFileAdapter:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.durable = durable
         self._root = str(self.root)
+        if io_threads is None:
+            # More threads than CPUs only add GIL contention for small operations; at least
+            # two, so one slow fsync does not hold up every read.
+            io_threads = max(2, min(4, os.cpu_count() or 1))
         self._io = IOWorker(io_threads, name="asyncblobdict-local")
         self._good_containers: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LocalFileAdapter(root={self._root!r}, durable={self.durable})"
+
+    @property
+    def io_threads(self) -> int:
+        """How many threads do the blocking file I/O."""
+        return self._io.threads
 
     # -- names -------------------------------------------------------------------------
 
