@@ -1,6 +1,6 @@
 """Shared machinery of the reliability suite: sizes, result files, Azurite access, secrets.
 
-Every scenario's size comes from an environment variable (see docs/reliability-notes.md);
+Every scenario's size comes from an environment variable (see the README, "Reliability");
 ``ABD_RELIABILITY_SCALE`` multiplies every default at once. Each scenario prints its counts
 and writes them to ``$ABD_RELIABILITY_RESULTS/<scenario>.json`` (default
 ``.reliability-results/`` in the working directory), from which the README figures come.
@@ -30,12 +30,13 @@ def scale() -> float:
     return float(os.environ.get("ABD_RELIABILITY_SCALE", "1"))
 
 
-def size(name: str, default: int, minimum: int = 1) -> int:
-    """The size of a scenario: ``$name`` if set, else ``default`` times the global scale."""
+def size(name: str, default: int, minimum: int = 1, *, scaled: bool = True) -> int:
+    """The size of a scenario: ``$name`` if set, else ``default`` (times the global scale
+    when ``scaled``; a shape such as a concurrency level is not a size and stays put)."""
     raw = os.environ.get(name)
     if raw:
         return max(minimum, int(raw))
-    return max(minimum, round(default * scale()))
+    return max(minimum, round(default * scale()) if scaled else default)
 
 
 def results_dir() -> Path:

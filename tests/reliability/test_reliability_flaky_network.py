@@ -212,7 +212,7 @@ async def test_mixed_operations_under_faults(
     rel_azurite: AzuriteInfo, secret_watch: SecretWatch
 ) -> None:
     ops = size("ABD_FLAKY_OPS", 300)
-    concurrency = size("ABD_FLAKY_CONCURRENCY", 4)
+    concurrency = size("ABD_FLAKY_CONCURRENCY", 4, scaled=False)
     timeout = float(os.environ.get("ABD_FLAKY_TIMEOUT", "0.5"))
     rate = float(os.environ.get("ABD_FLAKY_RATE", "1"))
     seed = int(os.environ.get("ABD_SEED", "0")) or random.randrange(2**32)
