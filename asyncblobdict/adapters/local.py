@@ -57,10 +57,11 @@ import re
 import stat
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import (
     AsyncBlobDictError,
@@ -123,6 +124,7 @@ class _Vanished(FileNotFoundError):
         super().__init__(errno.ENOENT, "a folder was removed while in use")
 
 
+_T = TypeVar("_T")
 _Fds = list[int]
 _Names = list[str]
 _Batch = list[BlobInfo]
@@ -332,29 +334,12 @@ class LocalFileAdapter:
 
     # -- blocking parts (run in the I/O threads) ---------------------------------------
 
-    def _get_sync(self, container: str, key: str) -> tuple[bytes, str]:
-        parts = key.split("/")
-        try:
-            fds = self._walk(container, parts[:-1], key, create=False)
-            try:
-                fd = os.open(parts[-1], _READ_FLAGS, dir_fd=fds[-1])
-            finally:
-                _close_all(fds)
-            try:
-                data = _read_all(fd)
-            finally:
-                os.close(fd)
-        except (_Missing, FileNotFoundError):
-            data = None
-        except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:  # a name this filesystem cannot hold
-                raise self._os_error(exc, "read", container, key) from None
-            data = None
-        if data is None:
-            raise BlobNotFoundError("key not found", container=container, key=key)
-        return data, _etag_of(hashlib.md5(data, usedforsecurity=False).digest())
+    def _read_value(self, container: str, key: str, read: Callable[[int], _T | None]) -> _T | None:
+        """Open the key's file without following symlinks and apply ``read`` to its fd.
 
-    def _head_sync(self, container: str, key: str) -> BlobInfo | None:
+        None when the key is missing (or is not a regular file, or its name is longer than
+        this filesystem allows, so it can never have been stored).
+        """
         parts = key.split("/")
         try:
             fds = self._walk(container, parts[:-1], key, create=False)
@@ -363,7 +348,7 @@ class LocalFileAdapter:
             finally:
                 _close_all(fds)
             try:
-                found = _hash_open(fd)
+                return read(fd)
             finally:
                 os.close(fd)
         except (_Missing, FileNotFoundError):
@@ -372,6 +357,15 @@ class LocalFileAdapter:
             if exc.errno != errno.ENAMETOOLONG:
                 raise self._os_error(exc, "read", container, key) from None
             return None
+
+    def _get_sync(self, container: str, key: str) -> tuple[bytes, str]:
+        data = self._read_value(container, key, _read_all)
+        if data is None:
+            raise BlobNotFoundError("key not found", container=container, key=key)
+        return data, _etag_of(hashlib.md5(data, usedforsecurity=False).digest())
+
+    def _head_sync(self, container: str, key: str) -> BlobInfo | None:
+        found = self._read_value(container, key, _hash_open)
         if found is None:
             return None
         digest, size, mtime = found
