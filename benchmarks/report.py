@@ -217,6 +217,40 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _details(
+    summary: str, variants: dict[str, Any], workloads: list[str], cols: list[tuple[str, str]]
+) -> list[str]:
+    """A collapsed table: one row per (workload, implementation) with latency and CPU."""
+    rows = []
+    for w in workloads:
+        for c, n in cols:
+            r = _g(variants, c, w)
+            if r:
+                rows.append(
+                    [
+                        w,
+                        n,
+                        _fmt(r["ops_s"]),
+                        _fmt(r["p50_us"]),
+                        _fmt(r["p99_us"]),
+                        _fmt(r["cpu_us_per_op"]),
+                        _fmt(r.get("MB_s")),
+                        _fmt(r.get("loadavg")),
+                        _runs(r),
+                    ]
+                )
+    header = ["workload", "impl", "ops/s", "p50 µs", "p99 µs", "CPU µs/op", "MiB/s", "load"]
+    return [
+        "",
+        f"<details><summary>{summary}</summary>",
+        "",
+        *_table([*header, "ops/s per repeat"], rows),
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def render_markdown(res: dict[str, Any], chart_rel: str | None) -> str:
     meta = res.get("meta", {})
     lines = ["# asyncblobdict benchmarks", ""]
@@ -281,40 +315,7 @@ def render_markdown(res: dict[str, Any], chart_rel: str | None) -> str:
             ],
             rows,
         )
-        lines += ["", "<details><summary>latency and client CPU</summary>", ""]
-        rows = []
-        for w in workloads:
-            for c, n in cols:
-                r = _g(v, c, w)
-                if r:
-                    rows.append(
-                        [
-                            w,
-                            n,
-                            _fmt(r["ops_s"]),
-                            _fmt(r["p50_us"]),
-                            _fmt(r["p99_us"]),
-                            _fmt(r["cpu_us_per_op"]),
-                            _fmt(r.get("MB_s")),
-                            _fmt(r.get("loadavg")),
-                            _runs(r),
-                        ]
-                    )
-        lines += _table(
-            [
-                "workload",
-                "impl",
-                "ops/s",
-                "p50 µs",
-                "p99 µs",
-                "CPU µs/op",
-                "MiB/s",
-                "load",
-                "ops/s per repeat",
-            ],
-            rows,
-        )
-        lines += ["", "</details>", ""]
+        lines += _details("latency and client CPU", v, workloads, cols)
 
     az = _g(res, "azure", "variants")
     if az:
@@ -343,40 +344,7 @@ def render_markdown(res: dict[str, Any], chart_rel: str | None) -> str:
             ],
             rows,
         )
-        lines += ["", "<details><summary>latency</summary>", ""]
-        rows = []
-        for w in workloads:
-            for c, n in cols:
-                r = _g(az, c, w)
-                if r:
-                    rows.append(
-                        [
-                            w,
-                            n,
-                            _fmt(r["ops_s"]),
-                            _fmt(r["p50_us"]),
-                            _fmt(r["p99_us"]),
-                            _fmt(r["cpu_us_per_op"]),
-                            _fmt(r.get("MB_s")),
-                            _fmt(r.get("loadavg")),
-                            _runs(r),
-                        ]
-                    )
-        lines += _table(
-            [
-                "workload",
-                "impl",
-                "ops/s",
-                "p50 µs",
-                "p99 µs",
-                "CPU µs/op",
-                "MiB/s",
-                "load",
-                "ops/s per repeat",
-            ],
-            rows,
-        )
-        lines += ["", "</details>", ""]
+        lines += _details("latency", az, workloads, cols)
 
     mem_rows = []
     for section, label in (("local_memory", "local"), ("azure", "azure")):
