@@ -18,6 +18,7 @@ from .errors import (
     BlobNotFoundError,
     ConcurrencyError,
     InvalidKeyError,
+    OutcomeUnknownError,
     SerializationError,
     StorageError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidKeyError",
     "LocalFileAdapter",
     "MemoryAdapter",
+    "OutcomeUnknownError",
     "SerializationError",
     "StorageError",
     "SyncResult",

@@ -8,6 +8,7 @@ __all__ = [
     "BlobNotFoundError",
     "ConcurrencyError",
     "InvalidKeyError",
+    "OutcomeUnknownError",
     "SerializationError",
     "StorageError",
 ]
@@ -99,3 +100,14 @@ class StorageError(AsyncBlobDictError):
 
 class AuthenticationError(StorageError):
     """The backend refused the credentials or the permission (HTTP 401/403)."""
+
+
+class OutcomeUnknownError(StorageError):
+    """A write or delete may or may not have been applied, and it could not be proven which.
+
+    Raised after an attempt whose answer was lost (a dropped connection, a timeout, a 5xx)
+    when a check of the stored version afterwards shows neither the version the write was
+    conditioned on (so it was not simply lost) nor the write's own token (so it did not
+    provably land): another writer changed the key meanwhile. The store never re-applies an
+    ``update_json`` function after this error; read the key again to see what it holds.
+    """
