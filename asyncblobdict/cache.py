@@ -1,104 +1,272 @@
-"""Bounded LRU cache of stored bytes, with dirty entries and tombstones for write-back."""
+"""The store's per-key state: cached bytes, pending changes, remembered ETags and key locks.
+
+One :class:`KeyState` per key the store has something to remember about, changed only
+through :class:`KeyTable`. A key with nothing left to remember (no cached bytes, no pending
+change, no remembered ETag, no operation holding it) has no state at all, so memory is
+bounded by the cache bounds, the ETag memory bound and the pending changes.
+
+Eviction is O(1) amortised however many entries are pending: only idle entries (not pending,
+not held by an operation) sit in the LRU lists that eviction pops from.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections import OrderedDict, deque
+from typing import Final
 
-__all__ = ["Cache", "CacheEntry"]
+__all__ = ["ABSENT", "Absent", "KeyState", "KeyTable"]
 
 
-@dataclass(slots=True)
-class CacheEntry:
-    """One cached key: its bytes (None for a tombstone, i.e. a pending delete).
+class Absent:
+    """Marks a key this store last saw missing (its next ETAG write must create it)."""
 
-    ``dirty`` entries are not in storage yet. ``version`` grows on every change, so a sync
-    that wrote an older version does not mark a newer one clean.
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Final = Absent()
+
+
+class KeyState:
+    """Everything the store remembers about one key.
+
+    ``data``: cached bytes (clean, or the pending value); None when nothing is cached or the
+    pending change is a delete. ``pending``: a write-back change not yet in storage.
+    ``etag``: the version this store last read or wrote (ETAG mode), ABSENT when it last saw
+    the key missing, None when it remembers none. ``version`` grows with every pending
+    change, so a sync that wrote an older one does not mark a newer one clean.
     """
 
-    data: bytes | None
-    dirty: bool
-    version: int = 0
+    __slots__ = ("data", "detached", "etag", "holders", "locked", "pending", "version", "waiters")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.pending = False
+        self.etag: str | Absent | None = None
+        self.version = 0
+        self.holders = 0
+        self.locked = False
+        self.detached = False
+        self.waiters: deque[asyncio.Future[None]] | None = None
 
     @property
     def size(self) -> int:
         return 0 if self.data is None else len(self.data)
 
+    def __repr__(self) -> str:
+        return (
+            f"KeyState(size={self.size}, pending={self.pending}, etag={self.etag!r}, "
+            f"holders={self.holders})"
+        )
 
-class Cache:
-    """LRU cache bounded by entry count and total bytes; dirty entries are never evicted.
 
-    Clean entries are evicted oldest first once a bound is passed. Dirty entries count towards
-    the bounds but stay until written, so a write-back store can exceed them until it syncs.
+class KeyTable:
+    """The per-key states of one store, with LRU bounds and a FIFO lock per key.
+
+    ``max_entries``/``max_bytes`` bound the cached values (pending ones count but are never
+    evicted); ``max_etags`` bounds the remembered ETags. None means no bound.
     """
 
-    def __init__(self, max_entries: int | None, max_bytes: int | None) -> None:
-        if max_entries is not None and max_entries < 0:
-            raise ValueError("cache_max_entries must be >= 0 or None")
-        if max_bytes is not None and max_bytes < 0:
-            raise ValueError("cache_max_bytes must be >= 0 or None")
+    def __init__(self, max_entries: int | None, max_bytes: int | None, max_etags: int | None):
+        for name, bound in (
+            ("cache_max_entries", max_entries),
+            ("cache_max_bytes", max_bytes),
+            ("etag_memory", max_etags),
+        ):
+            if bound is not None and bound < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self.max_etags = max_etags
+        self._states: dict[str, KeyState] = {}
+        # Idle keys only (no holder, nothing pending), least recently used first.
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._etags: OrderedDict[str, None] = OrderedDict()
+        # Keys with a pending change, in the order of their latest change.
+        self._pending: dict[str, KeyState] = {}
+        self._cached = 0  # states holding bytes
+        self._remembered = 0  # states holding an ETag (or ABSENT)
         self._bytes = 0
+        self._held = 0
+        self._idle: asyncio.Event | None = None
         self._versions = 0
+        self.eviction_steps = 0
+        """How many entries eviction has looked at (tests check it stays O(1) per change)."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._states)
 
     @property
     def total_bytes(self) -> int:
-        """Bytes held by all entries."""
+        """Bytes of every cached value, pending ones included."""
         return self._bytes
 
-    def get(self, key: str) -> CacheEntry | None:
-        """Return the entry and mark it recently used."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+    # -- lookups ------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes | None, *, dirty: bool) -> CacheEntry:
-        """Set ``key`` to ``data`` (None: tombstone) and evict clean entries past the bounds."""
+    def peek(self, key: str) -> KeyState | None:
+        """The key's state, if any, without marking it used."""
+        return self._states.get(key)
+
+    def touch(self, key: str) -> None:
+        """Mark an idle key recently used (a cache hit)."""
+        if key in self._values:
+            self._values.move_to_end(key)
+        if key in self._etags:
+            self._etags.move_to_end(key)
+
+    def pending_items(self) -> list[tuple[str, KeyState]]:
+        """Keys with pending changes, in the order the changes were made."""
+        return list(self._pending.items())
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- holding and locking ------------------------------------------------------------
+
+    def _hold(self, key: str) -> KeyState:
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = KeyState()
+        if state.holders == 0:
+            self._values.pop(key, None)
+            self._etags.pop(key, None)
+            if self._held == 0 and self._idle is not None:
+                self._idle.clear()
+            self._held += 1
+        state.holders += 1
+        return state
+
+    def _unhold(self, key: str, state: KeyState) -> None:
+        state.holders -= 1
+        if state.holders == 0:
+            self._held -= 1
+            if self._held == 0 and self._idle is not None:
+                self._idle.set()
+            self._settle(key, state)
+
+    async def acquire(self, key: str) -> KeyState:
+        """Wait for the key's lock (FIFO) and return its state; pair with :meth:`release`."""
+        state = self._hold(key)
+        if not state.locked:
+            state.locked = True
+            return state
+        if state.waiters is None:
+            state.waiters = deque()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_on(state)  # granted just as we were cancelled: hand it on
+            else:
+                with contextlib.suppress(ValueError):
+                    state.waiters.remove(waiter)
+            self._unhold(key, state)
+            raise
+        return state
+
+    def release(self, key: str, state: KeyState) -> None:
+        """Give the key's lock to the next waiter, or free it."""
+        self._pass_on(state)
+        self._unhold(key, state)
+
+    @staticmethod
+    def _pass_on(state: KeyState) -> None:
+        waiters = state.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the lock stays taken: it now belongs to the waiter
+                return
+        state.locked = False
+
+    async def wait_idle(self) -> None:
+        """Return once no key is held by an operation."""
+        while self._held:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    # -- changes ------------------------------------------------------------------------
+
+    def set_data(self, state: KeyState, data: bytes | None) -> None:
+        """Replace the key's cached bytes (None: cache nothing)."""
+        if state.data is not None:
+            self._cached -= 1
+            self._bytes -= len(state.data)
+        state.data = data
+        if data is not None:
+            self._cached += 1
+            self._bytes += len(data)
+
+    def set_etag(self, state: KeyState, etag: str | Absent | None) -> None:
+        """Remember the version this store last read or wrote."""
+        self._remembered += (etag is not None) - (state.etag is not None)
+        state.etag = etag
+
+    def make_pending(self, key: str, state: KeyState, data: bytes | None) -> None:
+        """Record a write-back change (None: a delete) as the key's latest change."""
+        self.set_data(state, data)
         self._versions += 1
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        entry = CacheEntry(data, dirty, self._versions)
-        self._entries[key] = entry
-        self._bytes += entry.size
-        self._evict()
-        return entry
+        state.version = self._versions
+        state.pending = True
+        self._pending.pop(key, None)
+        self._pending[key] = state
 
-    def discard(self, key: str) -> None:
-        """Forget ``key``, dirty or not."""
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
+    def mark_stored(self, key: str, state: KeyState, version: int) -> None:
+        """The pending change ``version`` reached storage; a newer change stays pending."""
+        if state.pending and state.version == version:
+            state.pending = False
+            del self._pending[key]
 
-    def mark_clean(self, key: str, version: int) -> None:
-        """Mark ``key`` written, if it still holds ``version``; written tombstones go away."""
-        entry = self._entries.get(key)
-        if entry is None or entry.version != version:
+    def discard_pending(self, key: str) -> None:
+        """Forget the key's pending change and its cached bytes."""
+        state = self._pending.pop(key, None)
+        if state is None:
             return
-        if entry.data is None:
-            self.discard(key)
-        else:
-            entry.dirty = False
-            self._evict()
+        state.pending = False
+        self._versions += 1
+        state.version = self._versions
+        self.set_data(state, None)
+        if state.holders == 0:
+            self._settle(key, state)
 
-    def dirty_items(self) -> list[tuple[str, CacheEntry]]:
-        """Dirty entries and tombstones, in key order."""
-        return sorted((k, e) for k, e in self._entries.items() if e.dirty)
+    # -- bounds -------------------------------------------------------------------------
 
-    def _over(self) -> bool:
-        return (self.max_entries is not None and len(self._entries) > self.max_entries) or (
-            self.max_bytes is not None and self._bytes > self.max_bytes
-        )
+    def _settle(self, key: str, state: KeyState) -> None:
+        """File an idle key under the LRU lists, or forget it when it holds nothing."""
+        if state.pending:
+            return
+        if state.data is None and state.etag is None:
+            del self._states[key]
+            return
+        if state.data is not None:
+            self._values[key] = None
+        if state.etag is not None:
+            self._etags[key] = None
+        self._evict()
 
     def _evict(self) -> None:
-        while self._over():
-            victim = next((k for k, e in self._entries.items() if not e.dirty), None)
-            if victim is None:
-                return  # only dirty entries left: they wait for sync
-            self.discard(victim)
+        max_entries, max_bytes, max_etags = self.max_entries, self.max_bytes, self.max_etags
+        while self._values and (
+            (max_entries is not None and self._cached > max_entries)
+            or (max_bytes is not None and self._bytes > max_bytes)
+        ):
+            self.eviction_steps += 1
+            key, _ = self._values.popitem(last=False)
+            state = self._states[key]
+            self.set_data(state, None)
+            if state.etag is None:
+                del self._states[key]
+        while self._etags and max_etags is not None and self._remembered > max_etags:
+            self.eviction_steps += 1
+            key, _ = self._etags.popitem(last=False)
+            state = self._states.pop(key)
+            # A cached value without the version it came from would be written blindly.
+            self._values.pop(key, None)
+            self.set_data(state, None)
+            self.set_etag(state, None)

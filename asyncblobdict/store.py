@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
+import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from . import codec
+from ._tasks import gather_bounded
 from .adapters.base import Adapter
-from .cache import Cache
+from .cache import ABSENT, KeyState, KeyTable
 from .errors import AsyncBlobDictError, BlobNotFoundError, ConcurrencyError, SerializationError
 from .keys import validate_key, validate_prefix
 from .modes import CacheMode, ConcurrencyMode, SyncResult
@@ -26,15 +30,12 @@ EtagBehavior = Literal["skip", "overwrite", "raise"]
 _ETAG_BEHAVIORS: Final = ("skip", "overwrite", "raise")
 
 
-class _Absent:
-    """Marks a key this store last saw missing (its next write must create it)."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT: Final = _Absent()
 _NO_DEFAULT: Final = object()
+_T = TypeVar("_T")
+# (if_match, if_none_match) for an adapter write.
+_Condition = tuple["str | None", bool]
+_OVERWRITE: Final[_Condition] = (None, False)
+_CREATE: Final[_Condition] = (None, True)
 
 # How many open stores use each adapter (by identity), so a shared adapter closes only with
 # its last store. A store holds its adapter, so a counted id cannot be reused; a store dropped
@@ -52,13 +53,37 @@ def _release_adapter(ident: int) -> bool:
     return True
 
 
+def _warn_unsynced(table: KeyTable, container: str) -> None:
+    """Finalizer of a store: pending write-back changes die with it, never silently."""
+    count = table.pending_count
+    if count:
+        message = (
+            f"an AsyncBlobStore of container {container!r} was dropped without close(): "
+            f"{count} pending change(s) were lost"
+        )
+        warnings.warn(message, ResourceWarning, stacklevel=2)
+        logger.warning("%s", message)
+
+
+def _ancestors(key: str) -> list[str]:
+    """``"a/b/c"`` -> ``["a", "a/b"]``: the keys a local folder of this key would clash with."""
+    parts = key.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 class AsyncBlobStore:
     """A key-value store of JSON and binary values in one container of an adapter.
 
     ``cache_mode`` and ``concurrency_mode`` take the enums or their string values. The cache
     holds at most ``cache_max_entries`` values and ``cache_max_bytes`` bytes (None: no bound);
-    dirty write-back entries are never evicted. ``sync_concurrency`` bounds parallel writes in
-    ``sync()``. Use it with ``async with``, or call ``close()``.
+    pending write-back changes are never evicted. In ETAG mode the store remembers the
+    version of at most ``etag_memory`` keys it is not using (least recently used forgotten
+    first; a forgotten key is written as if never seen). ``sync_concurrency`` bounds parallel
+    writes in ``sync()``. Use it with ``async with``, or call ``close()``.
+
+    Operations on one key are serialised in call order. A write whose caller is cancelled
+    runs to its end in storage, and the store records its outcome, so its own writes never
+    look like someone else's.
     """
 
     def __init__(
@@ -70,6 +95,7 @@ class AsyncBlobStore:
         *,
         cache_max_entries: int | None = 10_000,
         cache_max_bytes: int | None = 256 * 1024 * 1024,
+        etag_memory: int | None = 100_000,
         sync_concurrency: int = 16,
     ) -> None:
         if not isinstance(adapter, Adapter):
@@ -85,19 +111,18 @@ class AsyncBlobStore:
             validate_container(container_name)
         self.adapter: Adapter = adapter
         self.container_name: str = container_name
-        self._cache = Cache(cache_max_entries, cache_max_bytes)
+        self._table = KeyTable(cache_max_entries, cache_max_bytes, etag_memory)
         self._caching = self.cache_mode is not CacheMode.NONE
         self._write_back = self.cache_mode is CacheMode.WRITE_BACK
         self._etags = self.concurrency_mode is ConcurrencyMode.ETAG
-        # Per key: the ETag of the version this store last read or wrote, or _ABSENT.
-        self._seen: dict[str, str | _Absent] = {}
-        # Per key: a counter bumped by every local change, so a read that raced a write never
-        # puts its older bytes into the cache.
-        self._epochs: dict[str, int] = {}
         self._sync_concurrency = sync_concurrency
+        self._sync_lock = asyncio.Lock()
+        # Writes whose callers were cancelled, still running to their end.
+        self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
         _adapter_users[id(adapter)] = _adapter_users.get(id(adapter), 0) + 1
         self._release = weakref.finalize(self, _release_adapter, id(adapter))
+        self._unsynced = weakref.finalize(self, _warn_unsynced, self._table, container_name)
 
     def __repr__(self) -> str:
         return (
@@ -124,31 +149,31 @@ class AsyncBlobStore:
         Raises BlobNotFoundError if it is missing and SerializationError if the stored bytes
         are not JSON (they are left as they are).
         """
-        data = await self._read(key)
-        try:
-            return codec.decode(data)
-        except SerializationError as exc:
-            raise SerializationError(exc.message, container=self.container_name, key=key) from None
+        return self._decode(key, await self._read(key))
 
     async def get_binary(self, key: str) -> bytes:
         """Return the stored bytes of ``key`` (for a JSON value, its UTF-8 JSON text)."""
         return await self._read(key)
 
     async def exists(self, key: str) -> bool:
-        """Return whether ``key`` exists (pending write-back changes count)."""
+        """Return whether ``key`` exists (pending write-back changes count).
+
+        It never changes which version an ETAG write is checked against: only reading the
+        value does.
+        """
         self._check_open()
         validate_key(key, self.container_name)
-        if self._caching:
-            entry = self._cache.get(key)
-            if entry is not None:
-                return entry.data is not None
-        info = await self.adapter.head(self.container_name, key)
-        if self._etags:
-            if info is None:
-                self._seen[key] = _ABSENT
-            elif info.etag is not None:
-                self._seen[key] = info.etag
-        return info is not None
+        cached = self._cached(key)
+        if cached is not None:
+            return cached[0] is not None
+        state = await self._table.acquire(key)
+        try:
+            cached = self._cached(key, held=True)
+            if cached is not None:
+                return cached[0] is not None
+            return await self.adapter.head(self.container_name, key) is not None
+        finally:
+            self._table.release(key, state)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Return every key starting with ``prefix``, sorted as Python sorts str."""
@@ -162,42 +187,69 @@ class AsyncBlobStore:
         """
         self._check_open()
         validate_prefix(prefix, self.container_name)
-        pending = (
-            {k: e.data is not None for k, e in self._cache.dirty_items() if k.startswith(prefix)}
-            if self._write_back
-            else {}
-        )
+        pending = {
+            key: state.data is not None
+            for key, state in self._table.pending_items()
+            if key.startswith(prefix)
+        }
         async for info in self.adapter.list(self.container_name, prefix):
-            alive = pending.pop(info.key, True)
-            if alive:
+            if pending.pop(info.key, True):
                 yield info.key
-        for key, alive in pending.items():
-            if alive:
+        for key in sorted(pending):
+            if pending[key]:
                 yield key
+
+    def _cached(self, key: str, *, held: bool = False) -> tuple[bytes | None] | None:
+        """``(bytes,)`` or ``(None,)`` for a pending delete when the cache answers; else None.
+
+        While another operation holds the key (``held`` is False) the cache does not answer:
+        that operation may be about to change it.
+        """
+        if not self._caching:
+            return None
+        state = self._table.peek(key)
+        if state is None or (state.locked and not held):
+            return None
+        if state.data is None and not state.pending:
+            return None
+        self._table.touch(key)
+        return (state.data,)
+
+    def _hit(self, key: str, *, held: bool = False) -> bytes | None:
+        cached = self._cached(key, held=held)
+        if cached is None:
+            return None
+        if cached[0] is None:
+            raise BlobNotFoundError(
+                "key was deleted (pending sync)", container=self.container_name, key=key
+            )
+        return cached[0]
 
     async def _read(self, key: str) -> bytes:
         self._check_open()
         validate_key(key, self.container_name)
-        if self._caching:
-            entry = self._cache.get(key)
-            if entry is not None:
-                if entry.data is None:
-                    raise BlobNotFoundError(
-                        "key was deleted (pending sync)", container=self.container_name, key=key
-                    )
-                return entry.data
-        epoch = self._epochs.get(key, 0)
+        data = self._hit(key)
+        if data is not None:
+            return data
+        table = self._table
+        state = await table.acquire(key)
         try:
-            data, etag = await self.adapter.get(self.container_name, key)
-        except BlobNotFoundError:
+            data = self._hit(key, held=True)  # filled while we waited for the key
+            if data is not None:
+                return data
+            try:
+                data, etag = await self.adapter.get(self.container_name, key)
+            except BlobNotFoundError:
+                if self._etags:
+                    table.set_etag(state, ABSENT)
+                raise
             if self._etags:
-                self._seen[key] = _ABSENT
-            raise
-        if self._etags:
-            self._seen[key] = etag
-        if self._caching and self._epochs.get(key, 0) == epoch and self._cache.get(key) is None:
-            self._cache.put(key, data, dirty=False)
-        return data
+                table.set_etag(state, etag)
+            if self._caching:
+                table.set_data(state, data)
+            return data
+        finally:
+            table.release(key, state)
 
     # ----------------------------------------------------------------- writes
 
@@ -205,11 +257,7 @@ class AsyncBlobStore:
         """Store ``value`` as JSON; nothing is written if it cannot be encoded."""
         self._check_open()
         validate_key(key, self.container_name)
-        try:
-            data = codec.encode(value)
-        except SerializationError as exc:
-            raise SerializationError(exc.message, container=self.container_name, key=key) from None
-        await self._write(key, data)
+        await self._write(key, self._encode(key, value))
 
     async def set_binary(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` as given."""
@@ -221,7 +269,13 @@ class AsyncBlobStore:
                 container=self.container_name,
                 key=key,
             )
-        await self._write(key, bytes(data))
+        try:
+            raw = bytes(data)
+        except ValueError as exc:  # a released memoryview
+            raise SerializationError(
+                f"set_binary cannot read the data: {exc}", container=self.container_name, key=key
+            ) from None
+        await self._write(key, raw)
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; a missing key is a no-op.
@@ -231,14 +285,22 @@ class AsyncBlobStore:
         """
         self._check_open()
         validate_key(key, self.container_name)
-        self._bump(key)
-        if self._write_back:
-            self._cache.put(key, None, dirty=True)
-            return
+        await self._write(key, None)
+
+    async def _write(self, key: str, data: bytes | None) -> None:
+        """Write (or, for None, delete) the key: pending in WRITE_BACK, else in storage."""
+        table = self._table
+        state = await table.acquire(key)
         try:
-            await self._delete_stored(key, overwrite=False)
+            if self._write_back:
+                table.make_pending(key, state, data)
+                return
+            if data is None:
+                await self._finish(key, state, self._delete_stored(key, state, overwrite=False))
+            else:
+                await self._finish(key, state, self._put_stored(key, state, data, None))
         finally:
-            self._cache.discard(key)
+            self._release_key(key, state)
 
     async def update_json(
         self,
@@ -252,9 +314,11 @@ class AsyncBlobStore:
 
         Reads the stored value with its ETag, applies ``fn`` (a function or coroutine
         function) and writes only if the key is unchanged, retrying with a fresh read on a
-        conflict, up to ``max_attempts`` times (then ConcurrencyError). A missing key uses
-        ``default`` (BlobNotFoundError without one) and is created only if still missing.
-        ``fn`` may run more than once and should not have side effects.
+        conflict, up to ``max_attempts`` times (then ConcurrencyError). A missing key uses a
+        copy of ``default`` (BlobNotFoundError without one) and is created only if still
+        missing. ``fn`` may run more than once and should not have side effects. After an
+        attempt whose outcome cannot be proven, OutcomeUnknownError is raised and ``fn`` is
+        not applied again. Other operations of this store on ``key`` wait until it is done.
 
         In WRITE_BACK mode a key with a pending change is updated in the cache instead.
         """
@@ -262,180 +326,229 @@ class AsyncBlobStore:
         validate_key(key, self.container_name)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self._write_back:
-            entry = self._cache.get(key)
-            if entry is not None and entry.dirty:
-                current = default if entry.data is None else codec.decode(entry.data)
-                if current is _NO_DEFAULT:
+        table = self._table
+        state = await table.acquire(key)
+        try:
+            if self._write_back and state.pending:
+                if state.data is not None:
+                    current = self._decode(key, state.data)
+                elif default is _NO_DEFAULT:
                     raise BlobNotFoundError(
                         "key was deleted (pending sync)", container=self.container_name, key=key
                     )
+                else:
+                    current = self._copy(key, default)
                 new_value = await _call(fn, current)
-                await self.set_json(key, new_value)
+                table.make_pending(key, state, self._encode(key, new_value))
                 return new_value
-        for attempt in range(max_attempts):
-            try:
-                data, etag = await self.adapter.get(self.container_name, key)
-                current = codec.decode(data)
-                condition: dict[str, Any] = {"if_match": etag}
-            except BlobNotFoundError:
-                if default is _NO_DEFAULT:
-                    raise
-                current = codec.decode(codec.encode(default))  # a fresh copy each attempt
-                condition = {"if_none_match": True}
-            except SerializationError as exc:
-                raise SerializationError(
-                    exc.message, container=self.container_name, key=key
-                ) from None
-            new_value = await _call(fn, current)
-            try:
-                new_data = codec.encode(new_value)
-            except SerializationError as exc:
-                raise SerializationError(
-                    exc.message, container=self.container_name, key=key
-                ) from None
-            epoch = self._bump(key)
-            try:
-                new_etag = await self.adapter.put(self.container_name, key, new_data, **condition)
-            except ConcurrencyError:
-                self._cache.discard(key)
-                delay = random.uniform(0, min(0.5, 0.002 * 2**attempt))
-                logger.debug("update_json conflict on %r, attempt %d", key, attempt + 1)
-                await asyncio.sleep(delay)
-                continue
-            if self._etags:
-                self._seen[key] = new_etag
-            self._cache_stored(key, new_data, epoch)
-            return new_value
-        raise ConcurrencyError(
-            f"update_json gave up after {max_attempts} conflicting attempts",
-            container=self.container_name,
-            key=key,
-        )
+            for attempt in range(max_attempts):
+                new_value, new_data, condition = await self._apply(key, fn, default)
+                try:
+                    await self._finish(
+                        key, state, self._put_stored(key, state, new_data, condition)
+                    )
+                except ConcurrencyError:  # a clean conflict: nothing of ours landed
+                    logger.debug("update_json conflict on %r, attempt %d", key, attempt + 1)
+                    await asyncio.sleep(random.uniform(0, min(0.5, 0.002 * 2**attempt)))
+                    continue
+                return new_value
+            raise ConcurrencyError(
+                f"update_json gave up after {max_attempts} conflicting attempts",
+                container=self.container_name,
+                key=key,
+            )
+        finally:
+            self._release_key(key, state)
 
-    async def _write(self, key: str, data: bytes) -> None:
-        epoch = self._bump(key)
-        if self._write_back:
-            self._cache.put(key, data, dirty=True)
-            return
+    async def _apply(
+        self, key: str, fn: Callable[[Any], Any], default: Any
+    ) -> tuple[Any, bytes, _Condition]:
+        """One read-modify step of update_json: (new value, its bytes, the write's condition)."""
         try:
-            await self._put_stored(key, data, overwrite=False)
-        except BaseException:
-            self._cache.discard(key)
-            raise
-        self._cache_stored(key, data, epoch)
-
-    def _cache_stored(self, key: str, data: bytes, epoch: int) -> None:
-        """Cache the bytes of a completed write, unless another write of the key overlapped."""
-        if self._caching and not self._write_back:
-            if self._epochs.get(key) == epoch:
-                self._cache.put(key, data, dirty=False)
-            else:  # another write of this key finished in between: which landed last is unknown
-                self._cache.discard(key)
-
-    def _bump(self, key: str) -> int:
-        epoch = self._epochs.get(key, 0) + 1
-        self._epochs[key] = epoch
-        return epoch
-
-    # ------------------------------------------------------- storage with ETags
-
-    def _condition(self, key: str) -> tuple[str | None, bool]:
-        """(if_match, if_none_match) for writing ``key`` in ETAG mode."""
-        if not self._etags:
-            return None, False
-        seen = self._seen.get(key)
-        if seen is None:
-            return None, False
-        if isinstance(seen, _Absent):
-            return None, True
-        return seen, False
-
-    async def _put_stored(self, key: str, data: bytes, *, overwrite: bool) -> None:
-        if_match, if_none_match = (None, False) if overwrite else self._condition(key)
-        etag = await self.adapter.put(
-            self.container_name, key, data, if_match=if_match, if_none_match=if_none_match
-        )
-        if self._etags:
-            self._seen[key] = etag
-
-    async def _delete_stored(self, key: str, *, overwrite: bool) -> None:
-        if_match, if_none_match = (None, False) if overwrite else self._condition(key)
-        if if_none_match:
-            # Last seen missing: deleting a value someone has since created would lose it.
-            if await self.adapter.head(self.container_name, key) is not None:
-                raise ConcurrencyError(
-                    "key was created by someone else since this store saw it missing",
-                    container=self.container_name,
-                    key=key,
-                )
+            data, etag = await self.adapter.get(self.container_name, key)
+        except BlobNotFoundError:
+            if default is _NO_DEFAULT:
+                raise
+            current, condition = self._copy(key, default), _CREATE
         else:
-            try:
-                await self.adapter.delete(self.container_name, key, if_match=if_match)
-            except ConcurrencyError:
-                # Already deleted by someone else: the outcome we wanted, nothing lost.
-                if await self.adapter.head(self.container_name, key) is not None:
-                    raise
+            current, condition = self._decode(key, data), (etag, False)
+        new_value = await _call(fn, current)
+        return new_value, self._encode(key, new_value), condition
+
+    # ------------------------------------------------------- storage and state
+
+    def _condition(self, state: KeyState) -> _Condition:
+        """The precondition of an ETAG write: the version this store last saw."""
+        if not self._etags or state.etag is None:
+            return _OVERWRITE
+        if state.etag is ABSENT:
+            return _CREATE
+        assert isinstance(state.etag, str)
+        return state.etag, False
+
+    async def _finish(self, key: str, state: KeyState, write: Coroutine[Any, Any, _T]) -> _T:
+        """Run a storage write to its end even if the caller is cancelled meanwhile.
+
+        The write records its own outcome in ``state``. If the caller is cancelled first, the
+        write keeps the key until it ends, so the next operation on the key sees its result.
+        """
+        task = asyncio.ensure_future(write)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                state.detached = True
+                self._background.add(task)
+                task.add_done_callback(lambda done: self._detached_done(key, state, done))
+            raise
+
+    def _detached_done(self, key: str, state: KeyState, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        self._table.release(key, state)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "a write of %r whose caller was cancelled failed: %s", key, task.exception()
+            )
+
+    def _release_key(self, key: str, state: KeyState) -> None:
+        if state.detached:  # a cancelled caller's write still runs; it releases the key
+            state.detached = False
+        else:
+            self._table.release(key, state)
+
+    async def _put_stored(
+        self, key: str, state: KeyState, data: bytes, condition: _Condition | None
+    ) -> None:
+        """Write ``data`` (under ``condition``, else the store's own) and record the outcome."""
+        table = self._table
+        version = state.version
+        if_match, if_none_match = self._condition(state) if condition is None else condition
+        try:
+            etag = await self.adapter.put(
+                self.container_name, key, data, if_match=if_match, if_none_match=if_none_match
+            )
+        except BaseException:
+            if not state.pending:  # what storage holds is not known here any more
+                table.set_data(state, None)
+            raise
         if self._etags:
-            self._seen[key] = _ABSENT
+            table.set_etag(state, etag)
+        if state.pending:
+            table.mark_stored(key, state, version)
+        elif self._caching:
+            table.set_data(state, data)
+
+    async def _delete_stored(self, key: str, state: KeyState, *, overwrite: bool) -> None:
+        table = self._table
+        version = state.version
+        if_match, if_none_match = _OVERWRITE if overwrite else self._condition(state)
+        try:
+            if if_none_match:
+                # Last seen missing: deleting a value someone has since created would lose it.
+                if await self.adapter.head(self.container_name, key) is not None:
+                    raise ConcurrencyError(
+                        "key was created by someone else since this store saw it missing",
+                        container=self.container_name,
+                        key=key,
+                    )
+            else:
+                try:
+                    await self.adapter.delete(self.container_name, key, if_match=if_match)
+                except ConcurrencyError:
+                    # Already deleted by someone else: the outcome we wanted, nothing lost.
+                    if await self.adapter.head(self.container_name, key) is not None:
+                        raise
+        except BaseException:
+            if not state.pending:
+                table.set_data(state, None)
+            raise
+        if self._etags:
+            table.set_etag(state, ABSENT)
+        if state.pending:
+            table.mark_stored(key, state, version)
+        else:
+            table.set_data(state, None)
+
+    def _encode(self, key: str, value: Any) -> bytes:
+        try:
+            return codec.encode(value)
+        except SerializationError as exc:
+            raise SerializationError(exc.message, container=self.container_name, key=key) from None
+
+    def _decode(self, key: str, data: bytes) -> Any:
+        try:
+            return codec.decode(data)
+        except SerializationError as exc:
+            raise SerializationError(exc.message, container=self.container_name, key=key) from None
+
+    def _copy(self, key: str, value: Any) -> Any:
+        """A fresh copy of a caller's object, so ``fn`` never mutates the caller's own."""
+        return self._decode(key, self._encode(key, value))
 
     # -------------------------------------------------------------- write-back
 
     def dirty_keys(self) -> list[str]:
         """Keys with changes not yet written to storage (WRITE_BACK mode), sorted."""
-        return [key for key, _ in self._cache.dirty_items()]
+        return sorted(key for key, _ in self._table.pending_items())
 
     def discard_changes(self, *keys: str) -> None:
         """Drop pending write-back changes of ``keys`` (all of them when none are given)."""
         for key in keys or self.dirty_keys():
-            entry = self._cache.get(key)
-            if entry is not None and entry.dirty:
-                self._cache.discard(key)
-                self._bump(key)
+            self._table.discard_pending(key)
 
     async def sync(self, etag_behavior: EtagBehavior | str = "skip") -> SyncResult:
-        """Write pending write-back changes to storage and return what was done.
+        """Write pending write-back changes to storage, in the order they were made.
 
         In ETAG mode each change is checked against the version it was based on:
         ``"skip"`` leaves conflicting keys dirty and reports them as skipped, ``"overwrite"``
         writes them anyway, ``"raise"`` checks every key first and raises ConcurrencyError
         (writing nothing) if any conflicts. A storage failure is raised after the other keys
-        were tried; unwritten keys stay dirty.
+        were tried; unwritten keys stay dirty. One sync runs at a time.
         """
         if etag_behavior not in _ETAG_BEHAVIORS:
             raise ValueError(
                 f"etag_behavior must be one of {', '.join(_ETAG_BEHAVIORS)}, not {etag_behavior!r}"
             )
         self._check_open()
+        async with self._sync_lock:
+            return await self._sync(etag_behavior)
+
+    async def _sync(self, etag_behavior: str) -> SyncResult:
         result = SyncResult()
-        pending = self._cache.dirty_items()
-        if not pending:
+        keys = [key for key, _ in self._table.pending_items()]
+        if not keys:
             return result
         if etag_behavior == "raise" and self._etags:
-            await self._check_no_conflicts([key for key, _ in pending])
+            await self._check_no_conflicts(keys)
         overwrite = etag_behavior == "overwrite"
-        limit = asyncio.Semaphore(self._sync_concurrency)
         errors: list[BaseException] = []
 
-        async def flush(key: str, data: bytes | None, version: int) -> None:
-            async with limit:
-                try:
-                    if data is None:
-                        await self._delete_stored(key, overwrite=overwrite)
-                        result.deleted.append(key)
-                    else:
-                        await self._put_stored(key, data, overwrite=overwrite)
-                        result.written.append(key)
-                    self._cache.mark_clean(key, version)
-                except ConcurrencyError as exc:
-                    if etag_behavior == "raise":
-                        errors.append(exc)
-                    result.skipped.append(key)
-                    logger.warning("sync: %s; left unsynced", exc)
-                except Exception as exc:  # re-raised below, after the other keys were tried
+        async def flush(key: str) -> None:
+            state = await self._table.acquire(key)
+            try:
+                if not state.pending:
+                    return  # written by an earlier, cancelled sync, or discarded meanwhile
+                data = state.data
+                if data is None:
+                    await self._finish(
+                        key, state, self._delete_stored(key, state, overwrite=overwrite)
+                    )
+                    result.deleted.append(key)
+                else:
+                    condition = _OVERWRITE if overwrite else None
+                    await self._finish(key, state, self._put_stored(key, state, data, condition))
+                    result.written.append(key)
+            except ConcurrencyError as exc:
+                if etag_behavior == "raise":
                     errors.append(exc)
+                result.skipped.append(key)
+                logger.warning("sync: %s; left unsynced", exc)
+            except Exception as exc:  # re-raised below, after the other keys were tried
+                errors.append(exc)
+            finally:
+                self._release_key(key, state)
 
-        await asyncio.gather(*(flush(k, e.data, e.version) for k, e in pending))
+        await self._replay(keys, flush)
         for names in (result.written, result.deleted, result.skipped):
             names.sort()
         logger.info(
@@ -449,21 +562,56 @@ class AsyncBlobStore:
             raise errors[0]
         return result
 
-    async def _check_no_conflicts(self, keys: list[str]) -> None:
-        limit = asyncio.Semaphore(self._sync_concurrency)
+    async def _replay(self, keys: list[str], flush: Callable[[str], Awaitable[None]]) -> None:
+        """Flush ``keys`` in order, ``sync_concurrency`` at a time, related keys one by one.
 
+        ``a`` and ``a/b`` are related (on the local backend one is the other's folder), so
+        a change to one starts only after every earlier change to the other has ended.
+        """
+        running: dict[asyncio.Future[None], str] = {}
+        below: Counter[str] = Counter()  # folders of running keys
+
+        def blocked(key: str) -> bool:
+            return key in below or any(a in running.values() for a in _ancestors(key))
+
+        try:
+            for key in keys:
+                while len(running) >= self._sync_concurrency or (running and blocked(key)):
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        for folder in _ancestors(running.pop(task)):
+                            below[folder] -= 1
+                            if not below[folder]:
+                                del below[folder]
+                running[asyncio.ensure_future(flush(key))] = key
+                below.update(_ancestors(key))
+            await asyncio.gather(*running)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+
+    async def _check_no_conflicts(self, keys: list[str]) -> None:
         async def changed(key: str) -> bool:
-            if_match, if_none_match = self._condition(key)
-            if if_match is None and not if_none_match:
-                return False
-            async with limit:
+            state = await self._table.acquire(key)
+            try:
+                if not state.pending:
+                    return False
+                if_match, if_none_match = self._condition(state)
+                if if_match is None and not if_none_match:
+                    return False
                 info = await self.adapter.head(self.container_name, key)
+            finally:
+                self._table.release(key, state)
             if if_none_match:
                 return info is not None
-            return info is not None and info.etag != if_match
+            return info is None or info.etag != if_match
 
-        flags = await asyncio.gather(*(changed(key) for key in keys))
-        conflicts = [key for key, flag in zip(keys, flags, strict=True) if flag]
+        flags = await gather_bounded(
+            [functools.partial(changed, key) for key in keys], self._sync_concurrency
+        )
+        conflicts = sorted(key for key, flag in zip(keys, flags, strict=True) if flag)
         if conflicts:
             shown = ", ".join(repr(k) for k in conflicts[:10])
             more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
@@ -476,7 +624,7 @@ class AsyncBlobStore:
     # -------------------------------------------------------------- lifecycle
 
     async def close(self) -> None:
-        """Sync pending changes (etag_behavior "raise"), then release the adapter.
+        """Wait for running operations, sync pending changes ("raise"), release the adapter.
 
         If the sync fails the error is raised and the store stays open with its changes, so
         they can be synced again or discarded. Closing twice is fine. The adapter is closed
@@ -484,9 +632,13 @@ class AsyncBlobStore:
         """
         if self._closed:
             return
-        if self._cache.dirty_items():
+        while True:
+            await self._table.wait_idle()
+            if not self._table.pending_count:
+                break
             await self.sync("raise")
         self._closed = True
+        self._unsynced.detach()
         if self._release():
             await self.adapter.close()
 

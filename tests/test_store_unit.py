@@ -102,9 +102,13 @@ async def test_write_during_sync_stays_dirty() -> None:
     await store.set_json("k", 1)
     syncing = asyncio.ensure_future(store.sync())
     await asyncio.sleep(0.01)  # the sync is now waiting inside put
-    await store.set_json("k", 2)  # changes the entry before the sync marks it clean
+    # Made while the sync writes the key: it waits for that write, then stays pending.
+    setting = asyncio.ensure_future(store.set_json("k", 2))
+    await asyncio.sleep(0.01)
+    assert not setting.done()
     gate.set()
     assert (await syncing).written == ["k"]
+    await setting
     assert store.dirty_keys() == ["k"]
     await store.close()
     assert await AsyncBlobStore(adapter, "c").get_json("k") == 2
@@ -130,7 +134,7 @@ async def test_bounded_cache_in_write_through() -> None:
     store = AsyncBlobStore(MemoryAdapter(), "c", "write_through", cache_max_entries=3)
     for i in range(10):
         await store.set_json(f"k{i}", i)
-    assert len(store._cache) == 3
+    assert len(store._table) == 3
     assert [await store.get_json(f"k{i}") for i in range(10)] == list(range(10))
 
 
@@ -179,13 +183,18 @@ async def test_update_json_default_is_not_mutated() -> None:
     assert default == []
 
 
-async def test_exists_seeds_create_only_writes() -> None:
+async def test_exists_never_sets_the_remembered_etag() -> None:
     adapter = MemoryAdapter()
     mine = AsyncBlobStore(adapter, "c", concurrency_mode=ConcurrencyMode.ETAG)
     assert not await mine.exists("k")
     await AsyncBlobStore(adapter, "c").set_json("k", "theirs")
-    with pytest.raises(ConcurrencyError):
-        await mine.set_json("k", "mine")
+    # exists() is not a read of the value: the key is still one this store never saw.
+    await mine.set_json("k", "mine")
+    with pytest.raises(BlobNotFoundError):
+        await mine.get_json("gone")
+    await AsyncBlobStore(adapter, "c").set_json("gone", "theirs")
+    with pytest.raises(ConcurrencyError):  # a read that saw it missing does count
+        await mine.set_json("gone", "mine")
 
 
 async def test_iter_keys_overlays_pending_changes() -> None:
@@ -224,9 +233,11 @@ async def test_read_racing_a_write_never_caches_old_bytes() -> None:
     store = AsyncBlobStore(adapter, "c", "write_through")
     reading = asyncio.ensure_future(store.get_json("k"))
     await asyncio.sleep(0)
-    await store.set_json("k", "new")
+    writing = asyncio.ensure_future(store.set_json("k", "new"))  # waits for the read
+    await asyncio.sleep(0.01)
     gate.set()
     assert await reading == "old"
+    await writing
     assert await store.get_json("k") == "new"
 
 
