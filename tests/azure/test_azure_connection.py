@@ -197,3 +197,15 @@ async def test_invalid_container_checked_before_any_request() -> None:
 def test_blob_path_encoding() -> None:
     assert blob_path("c") == "/c"
     assert blob_path("c", "dir/a b+%&ü?#~") == "/c/dir/a%20b%2B%25%26%C3%BC%3F%23~"
+
+
+async def test_noncharacter_key_refused_before_any_request() -> None:
+    # A blob named with U+FFFF makes Azurite fail to list the whole container (defect 21).
+    from asyncblobdict import AsyncBlobStore
+
+    adapter = AzureBlobAdapter("http://127.0.0.1:9/devstoreaccount1", DEV_ACCOUNT_KEY)
+    async with AsyncBlobStore(adapter, "abc") as store:
+        with pytest.raises(InvalidKeyError, match="U\\+FFFF"):
+            await store.set_json("a\uffff", 1)
+        with pytest.raises(InvalidKeyError, match="U\\+FFFE"):
+            await store.list_keys("\ufffe")
