@@ -7,12 +7,14 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unicodedata
+import warnings
 from collections.abc import AsyncIterator
 from datetime import timezone
 from pathlib import Path
@@ -448,6 +450,71 @@ async def test_conditional_increments_from_processes_lose_nothing(tmp_path: Path
     assert (await a.get("c", "n"))[0] == str(landed).encode()
     assert landed > 0
     await a.close()
+
+
+CONDITIONAL_WRITE = """
+import asyncio, sys
+from asyncblobdict import LocalFileAdapter
+
+async def main(root):
+    a = LocalFileAdapter(root, durable=False)
+    _, etag = await a.get("c", "k")
+    await a.put("c", "k", b"from another process", if_match=etag)
+    await a.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_a_fork_during_a_write_does_not_keep_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # flock belongs to the open file description, which a fork() shares with the child: if
+    # closing our fd were the only release, the lock would stay held until the child exits,
+    # and every writer of that stripe, in every process, would stall (defect 8).
+    a = LocalFileAdapter(tmp_path, durable=False)
+    await a.put("c", "k", b"0")
+    inside, release = threading.Event(), threading.Event()
+    real_check = local_module._check_condition
+
+    def pausing_check(*args: Any) -> None:
+        inside.set()  # we are in the I/O thread, holding the key's stripe lock
+        release.wait(30)
+        real_check(*args)
+
+    monkeypatch.setattr(local_module, "_check_condition", pausing_check)
+    _, etag = await a.get("c", "k")
+    write = asyncio.ensure_future(a.put("c", "k", b"1", if_match=etag))
+    assert await asyncio.to_thread(inside.wait, 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: a worker that lives on, doing nothing with the adapter
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        release.set()
+        await asyncio.wait_for(write, 30)
+        monkeypatch.setattr(local_module, "_check_condition", real_check)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen([sys.executable, "-c", CONDITIONAL_WRITE, str(tmp_path)], env=env)
+        try:
+            # Generous: the child lives 30 s, so a leaked lock shows as a timeout here.
+            returncode = await asyncio.to_thread(proc.wait, 20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("a write in another process stalled: the forked child holds the lock")
+        assert returncode == 0
+        assert (await a.get("c", "k"))[0] == b"from another process"
+        # And a write from this process, in another I/O thread, is not stalled either.
+        await asyncio.wait_for(a.put("c", "k", b"2"), 20)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        await a.close()
 
 
 # -- containment ----------------------------------------------------------------------------

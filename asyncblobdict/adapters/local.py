@@ -674,7 +674,10 @@ class LocalFileAdapter:
         """Hold the key's stripe lock (across threads and processes) for the block.
 
         flock belongs to the open file description, so opening the lock file anew for each
-        operation makes threads of one process exclude each other too.
+        operation makes threads of one process exclude each other too. The lock is released
+        with LOCK_UN, not by closing the fd: a fork() while we hold it gives the child a copy
+        of the fd (O_CLOEXEC only acts on exec), and the description, with its lock, would
+        live on until the child exits, stalling every writer of the stripe.
         """
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
         # Lock files hold no data, so their folder need not survive a crash.
@@ -686,9 +689,12 @@ class LocalFileAdapter:
         try:
             assert _fcntl is not None
             _fcntl.flock(fd, _fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                _fcntl.flock(fd, _fcntl.LOCK_UN)
         finally:
-            os.close(fd)  # releases the lock
+            os.close(fd)
 
     def _os_error(
         self, exc: OSError, action: str, container: str, key: str | None
