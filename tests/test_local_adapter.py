@@ -517,6 +517,120 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
         await a.close()
 
 
+# -- file descriptors -----------------------------------------------------------------------
+
+DEEP_KEY = "/".join(["d"] * 511 + ["v"])  # 512 segments, 1023 characters
+# Whatever the depth: root, a folder or two, the lock folder and file, the value or temp file,
+# and the few folders a delete keeps open to remove the empty ones.
+FD_BOUND = 16
+
+
+async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every folder fd of the walk used to stay open: 514 per operation on a 512-segment key,
+    # so a few concurrent operations hit EMFILE under the usual limit of 1024 (defect 16).
+    a = LocalFileAdapter(tmp_path, durable=False)
+    guard = threading.Lock()
+    held: set[int] = set()
+    peak = 0
+    real_open, real_close = os.open, os.close
+
+    def counting_open(*args: Any, **kwargs: Any) -> int:
+        nonlocal peak
+        fd = real_open(*args, **kwargs)
+        with guard:
+            held.add(fd)
+            peak = max(peak, len(held))
+        return fd
+
+    def counting_close(fd: int) -> None:
+        with guard:
+            held.discard(fd)
+        real_close(fd)
+
+    async def peak_of(op: Any) -> int:
+        nonlocal peak
+        peak = 0
+        monkeypatch.setattr(os, "open", counting_open)
+        monkeypatch.setattr(os, "close", counting_close)
+        try:
+            await op
+        finally:
+            monkeypatch.setattr(os, "open", real_open)
+            monkeypatch.setattr(os, "close", real_close)
+        assert not held, "descriptors left open"
+        return peak
+
+    peaks = {"put": await peak_of(a.put("c", DEEP_KEY, b"v"))}
+    _, etag = await a.get("c", DEEP_KEY)
+    peaks["get"] = await peak_of(a.get("c", DEEP_KEY))
+    peaks["head"] = await peak_of(a.head("c", DEEP_KEY))
+    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", if_match=etag))
+    peaks["list"] = await peak_of(keys(a, "c", "d/d/"))
+    peaks["delete"] = await peak_of(a.delete("c", DEEP_KEY))
+    assert all(p <= FD_BOUND for p in peaks.values()), str(peaks)
+    # The delete still removed every folder it left empty, and only those.
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["c"]
+    assert list((tmp_path / "c").iterdir()) == []
+    await a.close()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 9, 17, 40])
+async def test_deletes_remove_exactly_the_folders_they_leave_empty(
+    adapter: LocalFileAdapter, tmp_path: Path, depth: int
+) -> None:
+    # Deeper than the window of folders kept open, the delete walks again from the root.
+    key = "/".join(f"f{i}" for i in range(depth)) + "/v"
+    keep = "/".join(f"f{i}" for i in range(depth // 2)) + "/keep" if depth > 1 else "keep"
+    await adapter.put("c", key, b"1")
+    await adapter.put("c", keep, b"2")
+    await adapter.delete("c", key)
+    assert await keys(adapter) == [keep]
+    container = tmp_path / "root" / "c"
+    assert sorted(str(p.relative_to(container)) for p in container.rglob("*")) == sorted(
+        [keep] + ["/".join(keep.split("/")[:i]) for i in range(1, keep.count("/") + 1)]
+    )
+
+
+RLIMIT_WORKER = """
+import asyncio, resource, sys
+from asyncblobdict import LocalFileAdapter
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+async def main(root):
+    a = LocalFileAdapter(root, durable=False, io_threads=4)
+    keys = ["/".join([f"k{i}"] + ["d"] * 510 + ["v"]) for i in range(8)]
+    await asyncio.gather(*(a.put("c", k, b"x") for k in keys))
+    await asyncio.gather(*(a.get("c", k) for k in keys), *(a.head("c", k) for k in keys))
+    listed = [info.key async for info in a.list("c")]
+    assert listed == sorted(keys), listed
+    await asyncio.gather(*(a.delete("c", k) for k in keys))
+    await a.close()
+    print("ok")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_concurrent_deep_keys_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RLIMIT_WORKER,
+        str(tmp_path),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert (proc.returncode, out) == (0, b"ok\n"), err.decode()[-2000:]
+    assert os.listdir(tmp_path / "c") == []
+
+
 # -- containment ----------------------------------------------------------------------------
 
 BAD_KEYS = ["", "..", "../x", "a/../../x", "/etc/passwd", "a//b", "a/", "./a", "a\x00b", "a\\b"]
