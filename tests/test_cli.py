@@ -751,3 +751,10 @@ def test_argv_secrets_are_the_values_of_connection_string_options() -> None:
     found = _argv_secrets([*argv, "--", "--from-azure", "After=DoubleDash123"])
     assert TYPO_CONN in found and KEY_CONN in found and ACCOUNT_KEY in found
     assert "--container" not in found and "After=DoubleDash123" not in found
+
+
+def test_account_label_never_shows_a_password() -> None:
+    from asyncblobdict.cli.stores import account_label
+
+    label = account_label(f"BlobEndpoint=https://user:{ACCOUNT_KEY}@acct.example.org/;x=1")
+    assert label == "endpoint acct.example.org"
