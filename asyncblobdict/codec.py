@@ -5,6 +5,9 @@ Values JSON has no form for are written as small tagged objects, e.g.
 the forms the original library (0.1.132+) wrote, so its data reads back. The older ``__type__``
 marker is read too. A user dict that itself contains a marker key, or has non-str keys, is written
 as ``{"_bdtype_": "dict", "items": [[key, value], ...]}`` so it never decodes as something else.
+Subclasses (str and int enums, OrderedDict...) are written as their base type's value, as
+``json.dumps`` writes them (``Color.RED`` of ``class Color(str, Enum)`` is ``"red"``, also as a
+dict key), and so read back as the base type.
 """
 
 from __future__ import annotations
@@ -74,8 +77,17 @@ class _Encoder:
     def dict_(self, v: dict[Any, Any], path: str) -> _Encoded:
         ident = self.guard(v, path)
         try:
-            if all(type(k) is str for k in v) and not any(m in v for m in _MARKERS):
-                return {k: self.value(item, f"{path}[{k!r}]") for k, item in v.items()}
+            if all(type(k) is str for k in v):
+                if not any(m in v for m in _MARKERS):
+                    return {k: self.value(item, f"{path}[{k!r}]") for k, item in v.items()}
+            elif all(isinstance(k, str) for k in v):
+                # str subclasses (str enums...) as keys: their text, as json.dumps writes it.
+                plain = {str.__str__(k): item for k, item in v.items()}
+                if len(plain) < len(v):
+                    raise SerializationError(
+                        f"two keys of the dict at {path or 'the top level'} have the same text"
+                    )
+                return self.dict_(plain, path)
             return {
                 TYPE_MARKER: "dict",
                 "items": [
@@ -139,25 +151,35 @@ _HANDLERS: dict[type, Callable[[_Encoder, Any, str], _Encoded]] = {
 }
 
 # Subclasses (OrderedDict, IntEnum, str enums, ...) encode as their base type; order matters
-# because bool is an int and datetime is a date.
+# because datetime is a date (bool cannot be subclassed).
 _BASES: tuple[type, ...] = (
-    bool, int, float, str, dict, list, tuple, set, frozenset, bytes, bytearray,
+    int, float, str, dict, list, tuple, set, frozenset, bytes, bytearray,
     datetime, date, time, timedelta, UUID, Decimal,
 )  # fmt: skip
+
+
+# The base type's own conversion, never the subclass's: str(Color.RED) is "Color.RED" and a
+# subclass may override __int__ or __float__, while json.dumps writes the underlying value.
+_SCALAR_VALUE: dict[type, Callable[[Any], Any]] = {
+    int: int.__int__,
+    float: float.__float__,
+    str: str.__str__,
+}
 
 
 def _handler_for_subclass(v: Any) -> Callable[[_Encoder, Any, str], _Encoded] | None:
     for base in _BASES:
         if isinstance(v, base):
-            if base in (bool, int, float, str):
-                return _as_scalar(base)
+            to_base = _SCALAR_VALUE.get(base)
+            if to_base is not None:
+                return _as_scalar(to_base)
             return _HANDLERS[base]
     return None
 
 
-def _as_scalar(scalar: type) -> Callable[[_Encoder, Any, str], _Encoded]:
+def _as_scalar(to_base: Callable[[Any], Any]) -> Callable[[_Encoder, Any, str], _Encoded]:
     def as_base(enc: _Encoder, x: Any, path: str) -> _Encoded:
-        return enc.value(scalar(x), path)
+        return enc.value(to_base(x), path)
 
     return as_base
 

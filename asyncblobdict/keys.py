@@ -13,8 +13,15 @@ MAX_KEY_LENGTH = 1024
 
 # An empty, '.' or '..' segment: at the start, between slashes, or at the end.
 _BAD_SEGMENT = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
-# Control characters (C0, DEL, C1), backslash and lone surrogates are never allowed.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff]")
+# Unicode non-characters: U+FDD0..U+FDEF and the last two code points of every plane. They are
+# for a program's internal use, not for interchange: Azurite cannot even list a container that
+# holds a blob named with U+FFFF.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17)
+)
+# Control characters (C0, DEL, C1), backslash, lone surrogates and non-characters are never
+# allowed.
+_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff{_NONCHARACTERS}]")
 
 
 def _check_text(text: str, what: str, container: str | None) -> None:
@@ -26,6 +33,8 @@ def _check_text(text: str, what: str, container: str | None) -> None:
         reason = "a backslash"
     elif 0xD800 <= ord(ch) <= 0xDFFF:
         reason = "a lone surrogate"
+    elif ord(ch) >= 0xFDD0:
+        reason = f"the Unicode non-character U+{ord(ch):04X}"
     else:
         reason = f"control character U+{ord(ch):04X}"
     raise InvalidKeyError(f"{what} contains {reason}", container=container, key=text)
@@ -35,7 +44,8 @@ def validate_key(key: object, container: str | None = None) -> str:
     """Return ``key`` if it is a valid key, else raise InvalidKeyError.
 
     A key is a non-empty str of at most 1024 characters made of ``/``-separated segments;
-    no segment is empty, ``.`` or ``..``; no backslash, control character or lone surrogate.
+    no segment is empty, ``.`` or ``..``; no backslash, control character, lone surrogate or
+    Unicode non-character (U+FDD0 to U+FDEF, U+FFFE and U+FFFF of every plane).
     """
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", container=container)

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter
-from asyncblobdict.cli import _expand_bare_conn_options, main
-from asyncblobdict.cli.output import human_bytes, redact
+from asyncblobdict._redact import redact
+from asyncblobdict.cli import _expand_bare_conn_options, main, output
+from asyncblobdict.cli.output import human_bytes
 from asyncblobdict.cli.progress import Progress, render_progress
 from asyncblobdict.cli.stores import UsageError, parse_address
 
@@ -492,7 +493,81 @@ def test_redact() -> None:
     shown = redact(text)
     assert "S3cr3tKey" not in shown and "abc%2Fdef" not in shown
     assert "AccountName=acct" in shown
-    assert redact("key is hunter2hunter2", ["hunter2hunter2"]) == "key is ***"
+    assert redact("key is hunter2hunter2", ["hunter2hunter2"]) == "key is <redacted>"
+
+
+ACCOUNT_KEY = "S3cr3tAccountKeyNeverShown0123456789=="
+SAS_SIG = "S1gNeverShown%2Fabc%3D"
+KEY_CONN = f"AccountName=acct;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net"
+SAS_CONN = (
+    "BlobEndpoint=https://acct.blob.core.windows.net;"
+    f"SharedAccessSignature=sv=2024-01-01&ss=b&sig={SAS_SIG}"
+)
+# No AccountKey= or sig= to recognise: only its place in argv says it is a secret.
+TYPO_CONN = "AccountName=acct;AcountKey=TypoSecretNeverShown42"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--from-azure", KEY_CONN, "cp", "local:a/b", "azure:ccc"],
+        ["--to-azure", SAS_CONN, "cp", "local:a/b", "azure:ccc"],
+        ["--from-azure", TYPO_CONN, "cp", "local:a/b", "azure:ccc"],
+        [f"--to-azure={TYPO_CONN}", "cp", "local:a/b", "azure:ccc"],
+        ["cp", "--jobs", KEY_CONN, "local:a/b", "azure:ccc"],
+        ["cp", "--jobs", SAS_CONN, "local:a/b", "azure:ccc"],
+        ["cp", "--prefix", "p", "--jobs", KEY_CONN, "--to-azure", TYPO_CONN, "x", "y"],
+        ["ls", "--azure", TYPO_CONN, "--long", "--nope"],
+        ["--azure", TYPO_CONN, TYPO_CONN, "ls"],
+        ["get", "--container", KEY_CONN],
+        ["rm", f"--azure={SAS_CONN}"],
+    ],
+)
+def test_usage_errors_never_show_secrets(
+    cli: Callable[..., tuple[int, str, str]], argv: list[str]
+) -> None:
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert "error:" in err
+    for secret in (ACCOUNT_KEY, SAS_SIG, "TypoSecretNeverShown42"):
+        assert secret not in out and secret not in err
+
+
+def test_usage_error_of_the_console_script_never_shows_the_key(tmp_path: Path) -> None:
+    proc = run_process(
+        [PYTHON, "-m", "asyncblobdict", "--from-azure", KEY_CONN, "cp", "local:a/b", "azure:c"],
+        tmp_path,
+        env={"PYTHONPATH": str(REPO)},  # this checkout, whatever is installed
+    )
+    assert proc.returncode == 2
+    assert b"error:" in proc.stderr
+    assert ACCOUNT_KEY.encode() not in proc.stdout + proc.stderr
+
+
+def test_one_redact_function() -> None:
+    import asyncblobdict._redact as one
+    from asyncblobdict.adapters.azure import client
+
+    assert client.redact is one.redact
+    assert not hasattr(output, "redact")
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        (f"x {KEY_CONN} y", ACCOUNT_KEY),
+        (f"AccountKey = {ACCOUNT_KEY}", ACCOUNT_KEY),
+        (f"'{SAS_CONN}'", "sv=2024-01-01&ss=b&sig="),
+        (f"https://a/c/b?sv=1&sig={SAS_SIG}&se=2", SAS_SIG),
+        (f"https://a/c/b?sig={SAS_SIG}", SAS_SIG),
+        ("Authorization: SharedKey acct:c2lnbmF0dXJl", "c2lnbmF0dXJl"),
+        ("Authorization: Bearer eyJ0eXAiOiJKV1Q.abc", "eyJ0eXAiOiJKV1Q"),
+    ],
+)
+def test_redact_hides_every_kind_of_secret(text: str, hidden: str) -> None:
+    shown = redact(text)
+    assert hidden not in shown
+    assert "<redacted>" in shown
 
 
 # ------------------------------------------------------------------- entry points, imports
@@ -667,3 +742,19 @@ def test_azure_without_aiohttp_names_the_extra(tmp_path: Path) -> None:
     assert result.returncode == 1
     err = result.stderr.decode()
     assert one_line_error(err) and 'pip install "asyncblobdict[azure]"' in err
+
+
+def test_argv_secrets_are_the_values_of_connection_string_options() -> None:
+    from asyncblobdict.cli import _argv_secrets
+
+    argv = ["--azure", "--container", "abc", "--to-azure", TYPO_CONN, f"--azure={KEY_CONN}"]
+    found = _argv_secrets([*argv, "--", "--from-azure", "After=DoubleDash123"])
+    assert TYPO_CONN in found and KEY_CONN in found and ACCOUNT_KEY in found
+    assert "--container" not in found and "After=DoubleDash123" not in found
+
+
+def test_account_label_never_shows_a_password() -> None:
+    from asyncblobdict.cli.stores import account_label
+
+    label = account_label(f"BlobEndpoint=https://user:{ACCOUNT_KEY}@acct.example.org/;x=1")
+    assert label == "endpoint acct.example.org"

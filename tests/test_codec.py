@@ -6,6 +6,7 @@ import json
 import math
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from enum import Enum, IntEnum
 from typing import Any
 from uuid import UUID
 
@@ -174,3 +175,122 @@ def test_subclasses_encode_as_their_base() -> None:
         HIGH = 3
 
     assert decode(encode(OrderedDict(a=Level.HIGH))) == {"a": 3}
+
+
+class Color(str, Enum):
+    RED = "red"
+
+
+class Level(IntEnum):
+    HIGH = 3
+
+
+class Ratio(float, Enum):
+    HALF = 0.5
+
+
+class Shouty(str):
+    """A str subclass whose str() is not its value."""
+
+    def __str__(self) -> str:
+        return self.upper() + "!"
+
+
+class Sevens(int):
+    """An int subclass whose int() and str() are not its value."""
+
+    def __int__(self) -> int:
+        return 7
+
+    def __index__(self) -> int:
+        return 7
+
+    def __str__(self) -> str:
+        return "seven"
+
+    __repr__ = __str__
+
+
+class Twos(float):
+    """A float subclass whose float() and repr() are not its value."""
+
+    def __float__(self) -> float:
+        return 2.0
+
+    def __repr__(self) -> str:
+        return "two"
+
+
+def test_str_enum_is_stored_as_its_value() -> None:
+    # json.dumps gives "red"; str(Color.RED) is "Color.RED".
+    assert encode(Color.RED) == b'"red"'
+    assert encode({"c": Color.RED, "l": [Color.RED]}) == b'{"c":"red","l":["red"]}'
+    assert decode(encode(Color.RED)) == "red"
+
+
+def test_str_enum_dict_key_is_stored_as_its_value() -> None:
+    assert encode({Color.RED: 1}) == json.dumps({Color.RED: 1}, separators=(",", ":")).encode()
+    assert decode(encode({Color.RED: 1, "blue": 2})) == {"red": 1, "blue": 2}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Color.RED,
+        Level.HIGH,
+        Ratio.HALF,
+        Shouty("quiet"),
+        Sevens(3),
+        Twos(1.5),
+        [Shouty("a"), Sevens(-4), Twos(-0.25)],
+        {Shouty("k"): Shouty("v")},
+        {"n": Sevens(3), "f": Twos(1.5), "e": Level.HIGH},
+    ],
+)
+def test_scalar_subclasses_encode_as_json_dumps_does(value: Any) -> None:
+    assert encode(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_non_str_subclass_keys_keep_their_value() -> None:
+    # Non-str keys keep their type through the tagged dict form; the subclass becomes its base.
+    back = decode(encode({Sevens(4): "a", Level.HIGH: "b", Twos(1.5): "c"}))
+    assert same(back, {4: "a", 3: "b", 1.5: "c"})
+
+
+def test_str_subclass_key_equal_to_a_marker_is_still_tagged() -> None:
+    value = {Shouty("_bdtype_"): "set", "items": [1]}
+    assert same(decode(encode(value)), {"_bdtype_": "set", "items": [1]})
+
+
+def test_str_subclass_keys_that_collide_are_an_error() -> None:
+    class Loose(str):
+        __hash__ = object.__hash__  # distinct from the str of equal text
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+    with pytest.raises(SerializationError, match="same"):
+        encode({"k": 1, Loose("k"): 2})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(
+            st.text().map(Shouty),
+            st.integers().map(Sevens),
+            st.floats(allow_nan=False, allow_infinity=False).map(Twos),
+            st.sampled_from([Color.RED, Level.HIGH, Ratio.HALF]),
+        ),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.text().map(Shouty), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+)
+def test_subclass_values_encode_as_json_dumps_property(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if "_bdtype_" in text or "__type__" in text:
+        return  # a marker key is written in the tagged form instead
+    assert encode(value) == text.encode()
+    assert decode(encode(value)) == json.loads(text)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncblobdict import InvalidKeyError
+from asyncblobdict import AsyncBlobStore, InvalidKeyError, LocalFileAdapter
 from asyncblobdict.keys import (
     MAX_KEY_LENGTH,
     validate_folder_container,
@@ -63,7 +66,12 @@ def test_segment_rule_matches_the_definition(segments: list[str]) -> None:
         len(key) <= MAX_KEY_LENGTH
         and all(s not in ("", ".", "..") and "/" not in s for s in segments)
         and not any(
-            c == "\\" or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF
+            c == "\\"
+            or ord(c) < 0x20
+            or 0x7F <= ord(c) <= 0x9F
+            or 0xD800 <= ord(c) <= 0xDFFF
+            or 0xFDD0 <= ord(c) <= 0xFDEF
+            or ord(c) & 0xFFFE == 0xFFFE
             for c in key
         )
     )
@@ -90,3 +98,44 @@ def test_good_folder_containers(name: str) -> None:
 def test_bad_folder_containers(name: object) -> None:
     with pytest.raises(InvalidKeyError):
         validate_folder_container(name)
+
+
+NONCHARACTERS = [
+    *range(0xFDD0, 0xFDF0),
+    *(plane << 16 | low for plane in range(17) for low in (0xFFFE, 0xFFFF)),
+]
+
+
+def test_there_are_66_noncharacters() -> None:
+    assert len(set(NONCHARACTERS)) == 66
+
+
+@pytest.mark.parametrize("code", NONCHARACTERS, ids=lambda c: f"U+{c:04X}")
+def test_noncharacters_are_refused_in_keys_and_prefixes(code: int) -> None:
+    # Azurite cannot list a container holding a blob named with U+FFFF (defect 21).
+    name = f"U+{code:04X}"
+    with pytest.raises(InvalidKeyError, match=rf"non-character {re.escape(name)}\b"):
+        validate_key(f"a/b{chr(code)}c", "c")
+    with pytest.raises(InvalidKeyError, match=rf"non-character {re.escape(name)}\b"):
+        validate_prefix(f"a/{chr(code)}", "c")
+
+
+@pytest.mark.parametrize("code", [0xFDCF, 0xFDF0, 0xFFFD, 0x1FFFD, 0x20000, 0x10FFFD])
+def test_characters_next_to_noncharacters_are_fine(code: int) -> None:
+    assert validate_key(f"a{chr(code)}") == f"a{chr(code)}"
+    assert validate_prefix(chr(code)) == chr(code)
+
+
+async def test_store_refuses_a_noncharacter_key_before_any_io(tmp_path: Path) -> None:
+    async with AsyncBlobStore(LocalFileAdapter(tmp_path), "c") as store:
+        for call in (
+            store.set_json("a\uffffb", 1),
+            store.set_binary("\U0010fffe", b"x"),
+            store.get_json("a/\ufdd0"),
+            store.exists("a\uffff"),
+            store.delete("a\uffff"),
+            store.list_keys("a\uffff"),
+        ):
+            with pytest.raises(InvalidKeyError, match="non-character"):
+                await call
+    assert list(tmp_path.iterdir()) == []

@@ -7,12 +7,14 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unicodedata
+import warnings
 from collections.abc import AsyncIterator
 from datetime import timezone
 from pathlib import Path
@@ -448,6 +450,185 @@ async def test_conditional_increments_from_processes_lose_nothing(tmp_path: Path
     assert (await a.get("c", "n"))[0] == str(landed).encode()
     assert landed > 0
     await a.close()
+
+
+CONDITIONAL_WRITE = """
+import asyncio, sys
+from asyncblobdict import LocalFileAdapter
+
+async def main(root):
+    a = LocalFileAdapter(root, durable=False)
+    _, etag = await a.get("c", "k")
+    await a.put("c", "k", b"from another process", if_match=etag)
+    await a.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_a_fork_during_a_write_does_not_keep_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # flock belongs to the open file description, which a fork() shares with the child: if
+    # closing our fd were the only release, the lock would stay held until the child exits,
+    # and every writer of that stripe, in every process, would stall (defect 8).
+    a = LocalFileAdapter(tmp_path, durable=False)
+    await a.put("c", "k", b"0")
+    inside, release = threading.Event(), threading.Event()
+    real_check = local_module._check_condition
+
+    def pausing_check(*args: Any) -> None:
+        inside.set()  # we are in the I/O thread, holding the key's stripe lock
+        release.wait(30)
+        real_check(*args)
+
+    monkeypatch.setattr(local_module, "_check_condition", pausing_check)
+    _, etag = await a.get("c", "k")
+    write = asyncio.ensure_future(a.put("c", "k", b"1", if_match=etag))
+    assert await asyncio.to_thread(inside.wait, 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: a worker that lives on, doing nothing with the adapter
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        release.set()
+        await asyncio.wait_for(write, 30)
+        monkeypatch.setattr(local_module, "_check_condition", real_check)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen([sys.executable, "-c", CONDITIONAL_WRITE, str(tmp_path)], env=env)
+        try:
+            # Generous: the child lives 30 s, so a leaked lock shows as a timeout here.
+            returncode = await asyncio.to_thread(proc.wait, 20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("a write in another process stalled: the forked child holds the lock")
+        assert returncode == 0
+        assert (await a.get("c", "k"))[0] == b"from another process"
+        # And a write from this process, in another I/O thread, is not stalled either.
+        await asyncio.wait_for(a.put("c", "k", b"2"), 20)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        await a.close()
+
+
+# -- file descriptors -----------------------------------------------------------------------
+
+DEEP_KEY = "/".join(["d"] * 511 + ["v"])  # 512 segments, 1023 characters
+# Whatever the depth: root, a folder or two, the lock folder and file, the value or temp file,
+# and the few folders a delete keeps open to remove the empty ones.
+FD_BOUND = 16
+
+
+async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every folder fd of the walk used to stay open: 514 per operation on a 512-segment key,
+    # so a few concurrent operations hit EMFILE under the usual limit of 1024 (defect 16).
+    a = LocalFileAdapter(tmp_path, durable=False)
+    guard = threading.Lock()
+    held: set[int] = set()
+    peak = 0
+    real_open, real_close = os.open, os.close
+
+    def counting_open(*args: Any, **kwargs: Any) -> int:
+        nonlocal peak
+        fd = real_open(*args, **kwargs)
+        with guard:
+            held.add(fd)
+            peak = max(peak, len(held))
+        return fd
+
+    def counting_close(fd: int) -> None:
+        with guard:
+            held.discard(fd)
+        real_close(fd)
+
+    async def peak_of(op: Any) -> int:
+        nonlocal peak
+        peak = 0
+        monkeypatch.setattr(os, "open", counting_open)
+        monkeypatch.setattr(os, "close", counting_close)
+        try:
+            await op
+        finally:
+            monkeypatch.setattr(os, "open", real_open)
+            monkeypatch.setattr(os, "close", real_close)
+        assert not held, "descriptors left open"
+        return peak
+
+    peaks = {"put": await peak_of(a.put("c", DEEP_KEY, b"v"))}
+    _, etag = await a.get("c", DEEP_KEY)
+    peaks["get"] = await peak_of(a.get("c", DEEP_KEY))
+    peaks["head"] = await peak_of(a.head("c", DEEP_KEY))
+    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", if_match=etag))
+    peaks["list"] = await peak_of(keys(a, "c", "d/d/"))
+    peaks["delete"] = await peak_of(a.delete("c", DEEP_KEY))
+    assert all(p <= FD_BOUND for p in peaks.values()), str(peaks)
+    # The delete still removed every folder it left empty, and only those.
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["c"]
+    assert list((tmp_path / "c").iterdir()) == []
+    await a.close()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 9, 17, 40])
+async def test_deletes_remove_exactly_the_folders_they_leave_empty(
+    adapter: LocalFileAdapter, tmp_path: Path, depth: int
+) -> None:
+    # Deeper than the window of folders kept open, the delete walks again from the root.
+    key = "/".join(f"f{i}" for i in range(depth)) + "/v"
+    keep = "/".join(f"f{i}" for i in range(depth // 2)) + "/keep" if depth > 1 else "keep"
+    await adapter.put("c", key, b"1")
+    await adapter.put("c", keep, b"2")
+    await adapter.delete("c", key)
+    assert await keys(adapter) == [keep]
+    container = tmp_path / "root" / "c"
+    assert sorted(str(p.relative_to(container)) for p in container.rglob("*")) == sorted(
+        [keep] + ["/".join(keep.split("/")[:i]) for i in range(1, keep.count("/") + 1)]
+    )
+
+
+RLIMIT_WORKER = """
+import asyncio, resource, sys
+from asyncblobdict import LocalFileAdapter
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+async def main(root):
+    a = LocalFileAdapter(root, durable=False, io_threads=4)
+    keys = ["/".join([f"k{i}"] + ["d"] * 510 + ["v"]) for i in range(8)]
+    await asyncio.gather(*(a.put("c", k, b"x") for k in keys))
+    await asyncio.gather(*(a.get("c", k) for k in keys), *(a.head("c", k) for k in keys))
+    listed = [info.key async for info in a.list("c")]
+    assert listed == sorted(keys), listed
+    await asyncio.gather(*(a.delete("c", k) for k in keys))
+    await a.close()
+    print("ok")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_concurrent_deep_keys_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RLIMIT_WORKER,
+        str(tmp_path),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert (proc.returncode, out) == (0, b"ok\n"), err.decode()[-2000:]
+    assert os.listdir(tmp_path / "c") == []
 
 
 # -- containment ----------------------------------------------------------------------------

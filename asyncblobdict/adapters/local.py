@@ -18,7 +18,11 @@ process-safe                conditional writes and deletes (``if_match``/``if_no
                             conditional write's check and its replace
 contained                   folders are opened one segment at a time relative to their parent
                             (``openat`` with ``O_NOFOLLOW``), so no key, container name or
-                            symlink planted inside a container reaches outside the root
+                            symlink planted inside a container reaches outside the root;
+                            each parent is closed once its child is open, so an operation
+                            holds a few descriptors however deep the key
+fork-safe                   locks are released with ``LOCK_UN``, so a child forked while one
+                            is held (and keeping a copy of its fd) cannot keep it held
 ==========================  ===================================================================
 
 ETags are the quoted MD5 hex of the content (``'"<md5hex>"'``), the same digest Azure keeps as
@@ -457,7 +461,7 @@ class LocalFileAdapter:
         name = parts[-1]
         try:
             try:
-                fds = self._walk(container, parts[:-1], key, create=False)
+                fds = self._walk(container, parts[:-1], key, create=False, keep=_PRUNE_WINDOW)
             except _Missing:
                 if if_match is not None:
                     _check_condition(container, key, None, if_match, False)
@@ -477,12 +481,7 @@ class LocalFileAdapter:
                         raise
                 if self.durable:
                     os.fsync(folder)
-                # Remove folders the delete left empty, deepest first, never the container.
-                for i in range(len(fds) - 1, 1, -1):
-                    try:
-                        os.rmdir(parts[i - 2], dir_fd=fds[i - 1])
-                    except OSError:
-                        break
+                self._prune(container, parts[:-1], key, fds)
             finally:
                 _close_all(fds)
         except OSError as exc:
@@ -490,6 +489,34 @@ class LocalFileAdapter:
                 raise self._os_error(exc, "delete", container, key) from None
             if if_match is not None:
                 _check_condition(container, key, None, if_match, False)
+
+    def _prune(self, container: str, folders: _Names, key: str, fds: _Fds) -> None:
+        """Remove the folders a delete left empty, deepest first, never the container.
+
+        ``fds`` is the delete's walk: the root, then the fds of the last folders of the path
+        (at most _PRUNE_WINDOW). Removing folder ``d`` (the container is 0) needs the fd of
+        folder ``d - 1``; above the window the path is walked again from the root, replacing
+        the contents of ``fds`` (the caller closes whatever it holds at the end), so the
+        descriptors held stay bounded however deep the key.
+        """
+        depth = len(folders)  # the folder that held the value
+        lowest = depth - (len(fds) - 2)  # the folder whose fd is fds[1]
+        while depth >= 1:
+            if depth - 1 < lowest:
+                _close_all(fds)
+                fds.clear()
+                try:
+                    fds += self._walk(
+                        container, folders[: depth - 1], key, create=False, keep=_PRUNE_WINDOW
+                    )
+                except (_Missing, AsyncBlobDictError, OSError):
+                    return  # changed meanwhile: leave the rest for the next delete
+                lowest = depth - 1 - (len(fds) - 2)
+            try:
+                os.rmdir(folders[depth - 1], dir_fd=fds[depth - lowest])
+            except OSError:
+                return  # not empty (or gone), so neither are the folders above it
+            depth -= 1
 
     # -- listing -----------------------------------------------------------------------
 
@@ -573,11 +600,17 @@ class LocalFileAdapter:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _walk(self, container: str, folders: _Names, key: str | None, *, create: bool) -> _Fds:
+    def _walk(
+        self, container: str, folders: _Names, key: str | None, *, create: bool, keep: int = 1
+    ) -> _Fds:
         """Open root, container and each folder relative to its parent, never via a symlink.
 
-        Returns every fd opened (root first); the caller closes them. Raises _Missing if a
-        folder does not exist (or is a value) and ``create`` is false.
+        Returns the root fd, then the fds of the last ``keep`` folders of the path (the
+        container counts as the first folder); the caller closes them. Each parent is closed
+        once its child is open, so a deep key costs a bounded number of descriptors, not one
+        per segment (openat on the open parent is what keeps the walk inside the root, and
+        that needs only the parent). Raises _Missing if a folder does not exist (or is a
+        value) and ``create`` is false.
         """
         try:
             root = os.open(self._root, _ROOT_FLAGS)
@@ -591,6 +624,8 @@ class LocalFileAdapter:
             fds.append(self._open_folder(root, container, container, key, 0, create))
             for depth, name in enumerate(folders, 1):
                 fds.append(self._open_folder(fds[-1], name, container, key, depth, create))
+                if len(fds) > keep + 1:
+                    os.close(fds.pop(1))
         except BaseException:
             _close_all(fds)
             raise
@@ -674,7 +709,10 @@ class LocalFileAdapter:
         """Hold the key's stripe lock (across threads and processes) for the block.
 
         flock belongs to the open file description, so opening the lock file anew for each
-        operation makes threads of one process exclude each other too.
+        operation makes threads of one process exclude each other too. The lock is released
+        with LOCK_UN, not by closing the fd: a fork() while we hold it gives the child a copy
+        of the fd (O_CLOEXEC only acts on exec), and the description, with its lock, would
+        live on until the child exits, stalling every writer of the stripe.
         """
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
         # Lock files hold no data, so their folder need not survive a crash.
@@ -686,9 +724,12 @@ class LocalFileAdapter:
         try:
             assert _fcntl is not None
             _fcntl.flock(fd, _fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                _fcntl.flock(fd, _fcntl.LOCK_UN)
         finally:
-            os.close(fd)  # releases the lock
+            os.close(fd)
 
     def _os_error(
         self, exc: OSError, action: str, container: str, key: str | None
@@ -715,6 +756,8 @@ class LocalFileAdapter:
 
 
 _LIST_BATCH = 512
+# Folder fds a delete keeps open to remove the folders it leaves empty (deeper keys walk again).
+_PRUNE_WINDOW = 8
 
 
 def _check_condition(

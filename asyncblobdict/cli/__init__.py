@@ -12,8 +12,9 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from .._redact import redact
 from ..errors import (
     AsyncBlobDictError,
     BlobNotFoundError,
@@ -24,7 +25,7 @@ from ..errors import (
 )
 from .commands import cmd_demo, cmd_get, cmd_ls, cmd_put, cmd_rm
 from .copy import CopyStats, copy_keys
-from .output import echo, err, human_bytes, redact
+from .output import echo, err, human_bytes
 from .progress import Progress
 from .stores import (
     AZURE_CONN_ENV,
@@ -71,9 +72,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; store options work before or after the command."""
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors never show a secret.
+
+    argparse quotes the offending value, and a misplaced option (``--from-azure CONNSTR cp``,
+    ``cp --jobs CONNSTR``) makes that value a connection string. Subparsers are made with
+    this class too, and get the same ``secrets``.
+    """
+
+    def __init__(self, *args: Any, secrets: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.secrets = list(secrets)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {redact(message, self.secrets)}\n")
+
+
+def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; store options work before or after the command.
+
+    Usage errors hide ``secrets`` (and anything shaped like a key or signature).
+    """
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     group = common.add_argument_group("store options")
     group.add_argument("--local", metavar="DIR", help="local folder (default ./local_blob_storage)")
     group.add_argument(
@@ -88,13 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Look at and move the data of asyncblobdict stores (local folders, Azure).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
         allow_abbrev=False,
+        secrets=secrets,
     )
     from .. import __version__
 
@@ -103,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(
-            name, help=help_text, description=help_text, parents=[common], allow_abbrev=False
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            allow_abbrev=False,
+            secrets=secrets,
         )
 
     command("demo", "run the README quick start on the store (default ./local_blob_storage)")
@@ -139,6 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--from-azure", metavar="CONNSTR", help="account of an azure: source")
     cp.add_argument("--to-azure", metavar="CONNSTR", help="account of an azure: destination")
     return parser
+
+
+def _argv_secrets(argv: Sequence[str]) -> list[str]:
+    """The values given to options that take a connection string, and their secret parts.
+
+    Read from the raw argv, so a value argparse later takes for something else (a command,
+    a number) is still known to be a secret.
+    """
+    found: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        name, sep, value = token.partition("=")
+        if name not in _CONN_OPTIONS:
+            continue
+        if not sep:
+            # As in _expand_bare_conn_options: the next token is the option's value if it
+            # could be a connection string.
+            nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            value = nxt if "=" in nxt and not nxt.startswith("-") else ""
+        found += secrets_of(value)
+    return found
 
 
 def _expand_bare_conn_options(argv: Sequence[str]) -> list[str]:
@@ -281,17 +330,17 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _secrets(args: argparse.Namespace | None) -> list[str]:
+def _secrets(args: argparse.Namespace | None, argv: Sequence[str] = ()) -> list[str]:
     values = [os.environ.get(AZURE_CONN_ENV, "")]
     if args is not None:
         values += [_opt(args, name) or "" for name in ("azure", "from_azure", "to_azure")]
-    return [secret for value in values for secret in secrets_of(value)]
+    return [secret for value in values for secret in secrets_of(value)] + _argv_secrets(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it)."""
-    parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_secrets(None, raw))
     try:
         args = parser.parse_args(_expand_bare_conn_options(raw))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
@@ -310,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
-        secrets = _secrets(args)
+        secrets = _secrets(args, raw)
         if debug:
             sys.stderr.write(redact(traceback.format_exc(), secrets))
         if isinstance(exc, UsageError):

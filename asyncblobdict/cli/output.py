@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Iterable
 
-__all__ = ["echo", "err", "human_bytes", "redact", "write_bytes"]
-
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(AccountKey\s*=\s*)[^;\s'\"]+"),
-    re.compile(r"(?i)(SharedAccessSignature\s*=\s*)[^;\s'\"]+"),
-    re.compile(r"(?i)([?&;]sig=)[^&;\s'\"]+"),
-)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Hide account keys, SAS tokens and signatures, and any of ``secrets``, in ``text``."""
-    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
+__all__ = ["echo", "err", "human_bytes", "write_bytes"]
 
 
 def echo(text: str = "") -> None:

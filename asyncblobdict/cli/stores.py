@@ -89,7 +89,8 @@ def account_label(conn_str: str) -> str:
     if "accountname" in fields:
         return f"account {fields['accountname']}"
     endpoint = fields.get("blobendpoint", "")
-    match = re.match(r"[a-z]+://([^/?;]+)", endpoint, re.IGNORECASE)
+    # Never a user:password@ part (the adapter refuses one, but this label may come first).
+    match = re.match(r"[a-z]+://(?:[^/?;@]*@)?([^/?;@]+)", endpoint, re.IGNORECASE)
     return f"endpoint {match.group(1)}" if match else "account"
 
 

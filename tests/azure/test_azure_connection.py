@@ -1,4 +1,7 @@
-"""Connection strings, account URLs, credentials and Azure container-name rules."""
+"""Connection strings, account URLs, credentials and Azure container-name rules.
+
+Pure parsing and checks made before any request: no server, so not marked ``azure``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,6 @@ from asyncblobdict.adapters.azure.connection import (
 )
 from asyncblobdict.adapters.azure.names import blob_path, validate_container_name
 from asyncblobdict.errors import AsyncBlobDictError
-
-pytestmark = pytest.mark.azure
 
 SECRET_KEY = base64.b64encode(b"super-secret-account-key-bytes!!").decode()
 SIG = "sig=VerySecretSignature%2Babc%3D"
@@ -197,3 +198,110 @@ async def test_invalid_container_checked_before_any_request() -> None:
 def test_blob_path_encoding() -> None:
     assert blob_path("c") == "/c"
     assert blob_path("c", "dir/a b+%&ü?#~") == "/c/dir/a%20b%2B%25%26%C3%BC%3F%23~"
+
+
+async def test_noncharacter_key_refused_before_any_request() -> None:
+    # A blob named with U+FFFF makes Azurite fail to list the whole container (defect 21).
+    from asyncblobdict import AsyncBlobStore
+
+    adapter = AzureBlobAdapter("http://127.0.0.1:9/devstoreaccount1", DEV_ACCOUNT_KEY)
+    async with AsyncBlobStore(adapter, "abc") as store:
+        with pytest.raises(InvalidKeyError, match="U\\+FFFF"):
+            await store.set_json("a\uffff", 1)
+        with pytest.raises(InvalidKeyError, match="U\\+FFFE"):
+            await store.list_keys("\ufffe")
+
+
+# A bad port or host used to pass construction and fail at the first request with a raw
+# ValueError from yarl/aiohttp (defect 13); user:password@ went into the endpoint (and repr).
+BAD_ACCOUNT_URLS = [
+    "http://127.0.0.1:99999/acct",
+    "http://127.0.0.1:65536/acct",
+    "http://127.0.0.1:-1/acct",
+    "http://127.0.0.1:abc/acct",
+    "http://127.0.0.1:1_0/acct",
+    "http://127.0.0.1:\uff11\uff10/acct",
+    "http://[::1/acct",
+    "http://[zz]/acct",
+    "http://a..b/acct",
+    "http://exa mple.com/acct",
+    "https://acct.blob.core.windows.net:0x10",
+]
+
+
+@pytest.mark.parametrize("url", BAD_ACCOUNT_URLS)
+def test_malformed_account_url_is_refused_at_construction(url: str) -> None:
+    for make in (
+        lambda: parse_account_url(url),
+        lambda: AzureBlobAdapter(url, SECRET_KEY),
+        lambda: AzureBlobAdapter.from_connection_string(
+            f"BlobEndpoint={url};AccountName=acct;AccountKey={SECRET_KEY}"
+        ),
+    ):
+        with pytest.raises(ConnectionStringError) as info:
+            make()
+        assert isinstance(info.value, ValueError) and isinstance(info.value, AsyncBlobDictError)
+        assert SECRET_KEY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:10000/acct",
+        "http://127.0.0.1:65535/acct",
+        "http://[::1]:10000/acct",
+        "http://azurite:10000/devstoreaccount1",
+        "http://azurite_1:10000/devstoreaccount1",
+        "https://acct.blob.core.windows.net.",
+        "https://\u00e4cct.example.org/acct",
+    ],
+)
+def test_unusual_but_valid_account_urls(url: str) -> None:
+    endpoint, _account, _sas = parse_account_url(url)
+    assert endpoint == url.rstrip("/")
+
+
+async def test_malformed_port_never_reaches_a_request() -> None:
+    from asyncblobdict import AsyncBlobStore
+
+    with pytest.raises(ConnectionStringError, match="port"):
+        async with AsyncBlobStore(
+            AzureBlobAdapter("http://127.0.0.1:99999/a", SECRET_KEY), "abc"
+        ) as s:
+            await s.get_json("k")
+
+
+PASSWORD = "Pa55w0rdNeverShown"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://user:{PASSWORD}@acct.blob.core.windows.net",
+        f"https://user:{PASSWORD}@acct.blob.core.windows.net/?sv=1&{SIG}",
+        f"http://user:{PASSWORD}@127.0.0.1:10000/devstoreaccount1",
+        f"http://{PASSWORD}@127.0.0.1:10000/devstoreaccount1",
+        f"http://:{PASSWORD}@127.0.0.1:10000/devstoreaccount1",
+    ],
+)
+def test_user_info_in_account_url_is_refused_without_echoing_it(url: str) -> None:
+    attempts = [
+        lambda: parse_account_url(url),
+        lambda: AzureBlobAdapter(url, SECRET_KEY),
+        lambda: AzureBlobAdapter(url),
+        lambda: AzureBlobAdapter.from_connection_string(
+            f"BlobEndpoint={url};AccountName=acct;AccountKey={SECRET_KEY}"
+        ),
+        lambda: AzureBlobAdapter.from_connection_string(
+            f"BlobEndpoint={url};SharedAccessSignature=sv=1&{SIG}"
+        ),
+        lambda: AzureBlobAdapter.from_connection_string(
+            f"UseDevelopmentStorage=true;BlobEndpoint={url}"
+        ),
+    ]
+    for make in attempts:
+        with pytest.raises(ConnectionStringError, match="user name or password") as info:
+            make()
+        shown = str(info.value) + repr(info.value) + repr(info.value.__cause__)
+        shown += repr(info.value.__context__)
+        assert PASSWORD not in shown and "VerySecret" not in shown

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
+from ..._redact import redact
 from ...errors import StorageError
 from .auth import Authorizer, PreparedRequest
 from .retry import RETRYABLE_STATUSES, RetryPolicy
@@ -28,19 +28,6 @@ __all__ = ["DEFAULT_API_VERSION", "BlobClient", "Response", "redact"]
 DEFAULT_API_VERSION = "2025-11-05"
 
 logger = logging.getLogger("asyncblobdict.azure")
-
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)\b(sig=)[^&\s'\"]*"), r"\1<redacted>"),
-    (re.compile(r"(?i)\b(SharedKey\s+[^:\s]+:)\S+"), r"\1<redacted>"),
-    (re.compile(r"(?i)\b(Bearer\s+)\S+"), r"\1<redacted>"),
-)
-
-
-def redact(text: str) -> str:
-    """Hide SAS signatures, SharedKey signatures and bearer tokens in ``text``."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 @dataclass(frozen=True, slots=True)

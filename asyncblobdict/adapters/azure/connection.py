@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -79,25 +80,41 @@ def _is_path_style_host(host: str) -> bool:
     return True
 
 
-def parse_account_url(url: str) -> tuple[str, str, str | None]:
+def parse_account_url(url: str, what: str = "account URL") -> tuple[str, str, str | None]:
     """Split an account URL into (endpoint without query, account name, SAS token or None).
 
     Path-style URLs (``http://127.0.0.1:10000/devstoreaccount1``) name the account in their
     first path segment; virtual-host URLs (``https://acct.blob.core.windows.net``) in the
-    first label of the host.
+    first label of the host. A malformed host or port, or a ``user:password@`` part, raises
+    ConnectionStringError now rather than at the first request; ``what`` names the URL in
+    the message, which never repeats the URL (it may carry a password or a SAS signature).
     """
     if not isinstance(url, str) or not url.strip():
-        raise ConnectionStringError("account URL must be a non-empty str")
-    parts = urlsplit(url.strip())
+        raise ConnectionStringError(f"{what} must be a non-empty str")
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed or invalid [IPv6] host
+        raise ConnectionStringError(f"{what} is malformed (check the host)") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConnectionStringError("account URL must start with http:// or https:// and a host")
+        raise ConnectionStringError(f"{what} must start with http:// or https:// and a host")
+    if "@" in parts.netloc:
+        raise ConnectionStringError(
+            f"{what} must not contain a user name or password (user:password@host); "
+            "pass the account key, SAS token or token credential as the credential"
+        )
+    # The text after the host (and after an [IPv6] literal's bracket): urlsplit checks it only
+    # when .port is read, and accepts "1_0" or full-width digits that aiohttp does not.
+    port = parts.netloc.rpartition("]")[2].partition(":")[2]
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
+        raise ConnectionStringError(f"{what} has an invalid port: use a number from 1 to 65535")
+    _check_host(parts.hostname, what)
     path = parts.path.rstrip("/")
     segments = [s for s in path.split("/") if s]
     if segments:
         account = segments[0]
     elif _is_path_style_host(parts.hostname):
         raise ConnectionStringError(
-            "an account URL on an IP address or localhost must name the account in its path "
+            f"{what} on an IP address or localhost must name the account in its path "
             "(e.g. http://127.0.0.1:10000/devstoreaccount1)"
         )
     else:
@@ -105,6 +122,23 @@ def parse_account_url(url: str) -> tuple[str, str, str | None]:
     endpoint = f"{parts.scheme.lower()}://{parts.netloc}{path}"
     sas = parts.query if "sig=" in parts.query else None
     return endpoint, account, sas
+
+
+# Letters, digits, '-' and '_' (container hosts such as azurite_1) in dot-separated labels.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _check_host(hostname: str, what: str) -> None:
+    """Refuse a host aiohttp could not connect to (an empty label, a space...)."""
+    if ":" in hostname:  # an IPv6 literal; urlsplit has already checked it
+        return
+    try:
+        ascii_host = hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host[:-1] if ascii_host.endswith(".") else ascii_host
+    if not labels or not all(_HOST_LABEL.fullmatch(label) for label in labels.split(".")):
+        raise ConnectionStringError(f"{what} has an invalid host name")
 
 
 def parse_connection_string(conn_str: str) -> ConnectionInfo:
@@ -134,13 +168,13 @@ def parse_connection_string(conn_str: str) -> ConnectionInfo:
 
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         endpoint = fields.get("blobendpoint") or DEV_BLOB_ENDPOINT
-        endpoint = parse_account_url(endpoint)[0]
+        endpoint = parse_account_url(endpoint, "BlobEndpoint")[0]
         return ConnectionInfo(endpoint, DEV_ACCOUNT_NAME, decode_account_key(DEV_ACCOUNT_KEY))
 
     account_name = fields.get("accountname") or None
     blob_endpoint = fields.get("blobendpoint")
     if blob_endpoint:
-        endpoint, url_account, _ = parse_account_url(blob_endpoint)
+        endpoint, url_account, _ = parse_account_url(blob_endpoint, "BlobEndpoint")
         account_name = account_name or url_account
     elif account_name:
         protocol = (fields.get("defaultendpointsprotocol") or "https").lower()
