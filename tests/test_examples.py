@@ -28,10 +28,21 @@ AZURE_EXAMPLES = ["azure_quickstart.py", "local_to_azure.py"]
 ORIGINAL = REPO / "tests" / "original_readme"
 
 
+def checkout_env() -> dict[str, str]:
+    """The environment without Azure settings, importing this checkout's package.
+
+    An installed copy elsewhere (an editable install of another worktree) must not be the
+    one under test.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_example(
     name: str, cwd: Path, env: dict[str, str] | None = None, folder: Path = EXAMPLES
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    full_env = checkout_env()
     full_env.update(env or {})
     result = subprocess.run(
         [PYTHON, str(folder / name)],
@@ -62,7 +73,11 @@ def test_quickstart(tmp_path: Path) -> None:
     assert (folder / "demo" / "model.bin").is_file()
     # The command line sees what the example left, as the README says.
     result = subprocess.run(
-        [PYTHON, "-m", "asyncblobdict", "ls"], cwd=tmp_path, capture_output=True, text=True
+        [PYTHON, "-m", "asyncblobdict", "ls"],
+        cwd=tmp_path,
+        env=checkout_env(),
+        capture_output=True,
+        text=True,
     )
     assert (result.returncode, result.stdout) == (0, "demo/model.bin\n")
     # And the example runs again in the same folder.
@@ -179,7 +194,7 @@ def test_local_to_azure(tmp_path: Path, azurite_conn_str: str) -> None:
     result = subprocess.run(
         [PYTHON, "-m", "asyncblobdict", "--azure", "--container", container, "ls"],
         cwd=tmp_path,
-        env={**os.environ, "AZURE_CONN_STR": azurite_conn_str},
+        env={**checkout_env(), "AZURE_CONN_STR": azurite_conn_str},
         capture_output=True,
         text=True,
     )
