@@ -37,21 +37,6 @@ _Condition = tuple["str | None", bool]
 _OVERWRITE: Final[_Condition] = (None, False)
 _CREATE: Final[_Condition] = (None, True)
 
-# How many open stores use each adapter (by identity), so a shared adapter closes only with
-# its last store. A store holds its adapter, so a counted id cannot be reused; a store dropped
-# without close() uncounts itself through its finalizer.
-_adapter_users: dict[int, int] = {}
-
-
-def _release_adapter(ident: int) -> bool:
-    """Uncount one store of adapter ``ident``; True when it was the last."""
-    users = _adapter_users.get(ident, 1) - 1
-    if users > 0:
-        _adapter_users[ident] = users
-        return False
-    _adapter_users.pop(ident, None)
-    return True
-
 
 def _warn_unsynced(table: KeyTable, container: str) -> None:
     """Finalizer of a store: pending write-back changes die with it, never silently."""
@@ -79,7 +64,9 @@ class AsyncBlobStore:
     pending write-back changes are never evicted. In ETAG mode the store remembers the
     version of at most ``etag_memory`` keys it is not using (least recently used forgotten
     first; a forgotten key is written as if never seen). ``sync_concurrency`` bounds parallel
-    writes in ``sync()``. Use it with ``async with``, or call ``close()``.
+    writes in ``sync()``. Use it with ``async with``, or call ``close()``: the store closes
+    its adapter too unless ``owns_adapter=False`` (for an adapter shared by several stores,
+    which its owner closes).
 
     Operations on one key are serialised in call order. A write whose caller is cancelled
     runs to its end in storage, and the store records its outcome, so its own writes never
@@ -97,6 +84,7 @@ class AsyncBlobStore:
         cache_max_bytes: int | None = 256 * 1024 * 1024,
         etag_memory: int | None = 100_000,
         sync_concurrency: int = 16,
+        owns_adapter: bool = True,
     ) -> None:
         if not isinstance(adapter, Adapter):
             raise TypeError(
@@ -120,8 +108,7 @@ class AsyncBlobStore:
         # Writes whose callers were cancelled, still running to their end.
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
-        _adapter_users[id(adapter)] = _adapter_users.get(id(adapter), 0) + 1
-        self._release = weakref.finalize(self, _release_adapter, id(adapter))
+        self.owns_adapter = owns_adapter
         self._unsynced = weakref.finalize(self, _warn_unsynced, self._table, container_name)
 
     def __repr__(self) -> str:
@@ -628,7 +615,7 @@ class AsyncBlobStore:
 
         If the sync fails the error is raised and the store stays open with its changes, so
         they can be synced again or discarded. Closing twice is fine. The adapter is closed
-        when the last open store that uses it closes.
+        too when the store owns it (``owns_adapter``, the default).
         """
         if self._closed:
             return
@@ -639,7 +626,7 @@ class AsyncBlobStore:
             await self.sync("raise")
         self._closed = True
         self._unsynced.detach()
-        if self._release():
+        if self.owns_adapter:
             await self.adapter.close()
 
     def _check_open(self) -> None:

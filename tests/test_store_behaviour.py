@@ -343,17 +343,32 @@ async def test_no_lost_update_with_50_tasks(store_factory: Factory, cache_mode: 
     assert sum(landed) >= 1
 
 
-async def test_shared_adapter_closed_by_last_store(
+async def test_shared_adapter_is_closed_by_its_owner_only(
     backend: Callable[[], Any], container: str
 ) -> None:
     adapter = backend()
-    one = AsyncBlobStore(adapter, container)
-    two = AsyncBlobStore(adapter, container)
+    closes = 0
+    real_close = adapter.close
+
+    async def counting_close() -> None:
+        nonlocal closes
+        closes += 1
+        await real_close()
+
+    adapter.close = counting_close  # type: ignore[method-assign]
+    one = AsyncBlobStore(adapter, container, owns_adapter=False)
+    two = AsyncBlobStore(adapter, container, owns_adapter=False)
     await one.set_json("k", 1)
     await one.close()
+    assert closes == 0
     assert await two.get_json("k") == 1  # the adapter is still open for the second store
     await two.close()
-    await two.close()
+    assert closes == 0
+    owner = AsyncBlobStore(adapter, container)  # owns_adapter=True, the default
+    assert await owner.get_json("k") == 1
+    await owner.close()
+    await owner.close()
+    assert closes == 1
 
 
 async def test_values_round_trip_through_storage(store_factory: Factory) -> None:
