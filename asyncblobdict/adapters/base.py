@@ -1,57 +1,107 @@
-"""The adapter protocol: the only thing the store knows about storage.
+"""The adapter protocol (contract v2): the only thing the store knows about storage.
 
-An adapter moves bytes; it knows nothing of JSON, caching or ETag bookkeeping. Keys reach it
-already checked by :func:`asyncblobdict.keys.validate_key`; container names it checks itself
-(each backend has its own rules) and raises :class:`~asyncblobdict.InvalidKeyError` for a bad one.
+An adapter moves bytes with a little metadata; it knows nothing of JSON, caching or ETag
+bookkeeping. Keys reach it already checked by :func:`asyncblobdict.keys.validate_key`;
+container names it checks itself in :meth:`Adapter.validate_container` (each backend has its
+own rules) and raises :class:`~asyncblobdict.InvalidKeyError` for a bad one.
 
-The contract, written once:
+The contract, written once (``asyncblobdict.testing`` checks every rule of it):
 
-``async get(container, key) -> (data, etag)``
-    Data and its ETag from one atomic read. Missing key or container: BlobNotFoundError.
+``validate_container(container) -> str``
+    Return the name if this backend accepts it, else raise InvalidKeyError; no I/O.
+``async get(container, key) -> (data, BlobInfo)``
+    Data and what is known of it, from one atomic read: ``info.etag`` is the ETag of exactly
+    these bytes. Missing key or container: BlobNotFoundError.
 ``async head(container, key) -> BlobInfo | None``
-    Metadata of the stored value, None when missing.
-``async put(container, key, data, *, if_match=None, if_none_match=False) -> etag``
-    Store ``data`` whole (readers never see a torn value) and return the new ETag.
-    ``if_match=etag``: only if the stored ETag equals it. ``if_none_match=True``: only if the key
-    does not exist. A failed condition raises ConcurrencyError and changes nothing.
-    A missing container is created.
-``async delete(container, key, *, if_match=None) -> None``
-    Remove the key. Missing key: no-op, unless ``if_match`` is given (then ConcurrencyError).
+    The stored value's size, ETag, content type and metadata without reading the value (cheap
+    on every backend); None when missing.
+``async put(container, key, data, *, condition=OVERWRITE, content_type=None, metadata=None)``
+    Store ``data`` whole (readers never see a torn value), with ``content_type`` and
+    ``metadata`` replacing the old ones; return the new ETag. ``condition``:
+    :data:`OVERWRITE` (whatever is stored), :data:`CREATE` (only if the key does not exist),
+    ``Update(etag)`` (only if the stored ETag equals it). A failed condition raises
+    ConcurrencyError and changes nothing. A missing container is created.
+``async delete(container, key, *, condition=OVERWRITE) -> None``
+    Remove the key; a missing key is a no-op. ``Update(etag)``: only if the stored ETag equals
+    it (a missing key then raises ConcurrencyError). ``CREATE``: only if the key does not exist,
+    i.e. do nothing, but raise ConcurrencyError if it does.
 ``list(container, prefix="") -> AsyncIterator[BlobInfo]``
-    Every key starting with ``prefix``, in the backend's order. Missing container: nothing.
+    Every key starting with ``prefix``, with its size (the ETag and metadata may be None and
+    empty when the backend cannot list them cheaply), in the backend's order. Missing
+    container: nothing.
+``list_names(container, prefix="", *, delimiter=None) -> AsyncIterator[str]``
+    The names alone, as cheaply as the backend can. With ``delimiter="/"`` only one level:
+    keys directly below ``prefix``, and each deeper folder once, as its prefix ending in
+    ``/`` (``"a/"`` for the keys ``a/b`` and ``a/c``), in sorted order with the keys.
 ``async close() -> None``
-    Release sessions and threads. Safe to call twice; a closed adapter may be used again.
+    Release sessions and threads. Safe to call twice.
 
-Any other failure is a StorageError (or AuthenticationError); no OSError or client exception
-escapes. :class:`~asyncblobdict.adapters.memory.MemoryAdapter` is the reference implementation.
-
-Example: an adapter that puts every container under a fixed prefix of another adapter::
-
-    class Prefixed:
-        def __init__(self, inner: Adapter, prefix: str) -> None:
-            self.inner, self.prefix = inner, prefix
-        async def get(self, container, key):
-            return await self.inner.get(container, self.prefix + key)
-        ...  # head, put, delete, list and close the same way
+Metadata names are ASCII letters, digits and ``_``, not starting with a digit, compared
+without case (stored in lower case); values are printable ASCII. Use
+:func:`validate_metadata` before writing. Any other failure is a StorageError (or
+AuthenticationError); no OSError or client exception escapes.
+:class:`~asyncblobdict.adapters.memory.MemoryAdapter` is the reference implementation.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["Adapter", "BlobInfo"]
+from ..errors import ConcurrencyError, InvalidKeyError
+
+__all__ = [
+    "CREATE",
+    "MAX_METADATA_BYTES",
+    "OVERWRITE",
+    "Adapter",
+    "BlobInfo",
+    "Create",
+    "Overwrite",
+    "Precondition",
+    "Update",
+    "check_condition",
+    "check_delimiter",
+    "fold_levels",
+    "validate_content_type",
+    "validate_metadata",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Overwrite:
+    """Write whatever is stored (or nothing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Only if the key does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Only if the stored version's ETag is ``etag``."""
+
+    etag: str
+
+
+Precondition = Overwrite | Create | Update
+"""When a write or delete may go ahead."""
+
+OVERWRITE: Final = Overwrite()
+CREATE: Final = Create()
 
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """What an adapter knows about one stored value without reading it.
+    """What an adapter knows about one stored value.
 
     ``etag`` and ``content_md5`` (the raw 16-byte MD5 digest of the content) may be None
-    when the backend cannot tell them cheaply (the local adapter's ``list`` gives neither;
-    its ``head`` gives both).
+    when the backend cannot tell them cheaply (in listings). ``metadata`` holds the names in
+    lower case.
     """
 
     key: str
@@ -59,18 +109,80 @@ class BlobInfo:
     etag: str | None = None
     last_modified: datetime | None = None
     content_md5: bytes | None = None
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+MAX_METADATA_BYTES = 8 * 1024
+"""Names and values together, as Azure allows."""
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_VALUE = re.compile(r"[\x20-\x7e]*\Z")
+
+
+def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Return ``metadata`` with lower-case names, or raise InvalidKeyError.
+
+    Names: ASCII letters, digits and ``_``, not starting with a digit, unique without case.
+    Values: printable ASCII without leading or trailing spaces. At most 8 KiB in all.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidKeyError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    out: dict[str, str] = {}
+    total = 0
+    for name, value in metadata.items():
+        if not isinstance(name, str) or _NAME.match(name) is None:
+            raise InvalidKeyError(
+                f"metadata name {name!r} must be ASCII letters, digits and '_', "
+                "not starting with a digit"
+            )
+        if not isinstance(value, str) or _VALUE.match(value) is None or value != value.strip():
+            raise InvalidKeyError(
+                f"metadata value of {name!r} must be printable ASCII text without "
+                "leading or trailing spaces"
+            )
+        lower = name.lower()
+        if lower in out:
+            raise InvalidKeyError(f"metadata name {name!r} appears twice (names ignore case)")
+        out[lower] = value
+        total += len(name) + len(value)
+    if total > MAX_METADATA_BYTES:
+        raise InvalidKeyError(f"metadata is {total} bytes; at most {MAX_METADATA_BYTES} allowed")
+    return out
+
+
+def validate_content_type(content_type: str | None) -> str | None:
+    """Return ``content_type`` if it is printable ASCII (or None), else raise InvalidKeyError."""
+    if content_type is None:
+        return None
+    if (
+        not isinstance(content_type, str)
+        or not content_type
+        or _VALUE.match(content_type) is None
+        or len(content_type) > 1024
+    ):
+        raise InvalidKeyError(
+            f"content_type must be non-empty printable ASCII text, not {content_type!r}"
+        )
+    return content_type
 
 
 @runtime_checkable
 class Adapter(Protocol):
     """The storage protocol every backend implements (see the module docstring)."""
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
-        """Return the stored bytes and their ETag, read atomically together."""
+    def validate_container(self, container: str) -> str:
+        """Return ``container`` if this backend accepts the name, else raise InvalidKeyError."""
+        ...
+
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        """Return the stored bytes and what is known of them, read atomically together."""
         ...
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
-        """Return the key's metadata, or None if it does not exist."""
+        """Return the key's size, ETag, content type and metadata, or None if missing."""
         ...
 
     async def put(
@@ -79,20 +191,66 @@ class Adapter(Protocol):
         key: str,
         data: bytes,
         *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
-        """Store ``data`` atomically under the given precondition; return the new ETag."""
+        """Store ``data`` atomically under ``condition``; return the new ETag."""
         ...
 
-    async def delete(self, container: str, key: str, *, if_match: str | None = None) -> None:
-        """Delete the key (a missing key is a no-op unless ``if_match`` is given)."""
+    async def delete(
+        self, container: str, key: str, *, condition: Precondition = OVERWRITE
+    ) -> None:
+        """Delete the key under ``condition`` (a missing key is a no-op for OVERWRITE)."""
         ...
 
     def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        """Yield every stored key that starts with ``prefix``."""
+        """Yield every stored key that starts with ``prefix``, with its size."""
+        ...
+
+    def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the names starting with ``prefix`` (one level of them with a delimiter)."""
         ...
 
     async def close(self) -> None:
         """Release resources; safe to call more than once."""
         ...
+
+
+def check_delimiter(delimiter: str | None) -> None:
+    """Only ``/`` is supported as a delimiter (folders of keys)."""
+    if delimiter is not None and delimiter != "/":
+        raise InvalidKeyError(f"delimiter must be '/' or None, not {delimiter!r}")
+
+
+def check_condition(
+    container: str, key: str, current_etag: str | None, condition: Precondition
+) -> None:
+    """Raise ConcurrencyError unless ``condition`` allows a change of ``key`` now.
+
+    ``current_etag`` is the stored version's ETag, None for a missing key. One definition
+    for every adapter that checks conditions itself.
+    """
+    if isinstance(condition, Update) and current_etag != condition.etag:
+        raise ConcurrencyError(
+            "key was changed or deleted since it was read", container=container, key=key
+        )
+    if isinstance(condition, Create) and current_etag is not None:
+        raise ConcurrencyError("key already exists", container=container, key=key)
+
+
+async def fold_levels(names: AsyncIterator[str], prefix: str) -> AsyncIterator[str]:
+    """From names in sorted order, yield those directly below ``prefix`` and each deeper
+    folder once (``prefix + "sub/"``), keeping the order sorted."""
+    last_folder = None
+    async for name in names:
+        cut = name.find("/", len(prefix))
+        if cut < 0:
+            yield name
+            continue
+        folder = name[: cut + 1]
+        if folder != last_folder:
+            last_folder = folder
+            yield folder
