@@ -33,17 +33,31 @@ class KeyState:
     """Everything the store remembers about one key.
 
     ``data``: cached bytes (clean, or the pending value); None when nothing is cached or the
-    pending change is a delete. ``pending``: a write-back change not yet in storage.
+    pending change is a delete. ``pending``: a write-back change not yet in storage, with its
+    ``content_type`` and ``metadata``.
     ``etag``: the version this store last read or wrote (ETAG mode), ABSENT when it last saw
     the key missing, None when it remembers none. ``version`` grows with every pending
     change, so a sync that wrote an older one does not mark a newer one clean.
     """
 
-    __slots__ = ("data", "detached", "etag", "holders", "locked", "pending", "version", "waiters")
+    __slots__ = (
+        "content_type",
+        "data",
+        "detached",
+        "etag",
+        "holders",
+        "locked",
+        "metadata",
+        "pending",
+        "version",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.data: bytes | None = None
         self.pending = False
+        self.content_type: str | None = None
+        self.metadata: dict[str, str] | None = None
         self.etag: str | Absent | None = None
         self.version = 0
         self.holders = 0
@@ -208,9 +222,17 @@ class KeyTable:
         self._remembered += (etag is not None) - (state.etag is not None)
         state.etag = etag
 
-    def make_pending(self, key: str, state: KeyState, data: bytes | None) -> None:
+    def make_pending(
+        self,
+        key: str,
+        state: KeyState,
+        data: bytes | None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         """Record a write-back change (None: a delete) as the key's latest change."""
         self.set_data(state, data)
+        state.content_type, state.metadata = content_type, metadata
         self._versions += 1
         state.version = self._versions
         state.pending = True
@@ -221,6 +243,7 @@ class KeyTable:
         """The pending change ``version`` reached storage; a newer change stays pending."""
         if state.pending and state.version == version:
             state.pending = False
+            state.content_type = state.metadata = None
             del self._pending[key]
 
     def discard_pending(self, key: str) -> None:
@@ -229,6 +252,7 @@ class KeyTable:
         if state is None:
             return
         state.pending = False
+        state.content_type = state.metadata = None
         self._versions += 1
         state.version = self._versions
         self.set_data(state, None)

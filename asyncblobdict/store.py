@@ -10,13 +10,24 @@ import random
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
 from . import codec
 from ._tasks import gather_bounded
-from .adapters.base import Adapter
+from .adapters.base import (
+    CREATE,
+    OVERWRITE,
+    Adapter,
+    BlobInfo,
+    Create,
+    Precondition,
+    Update,
+    check_delimiter,
+    validate_content_type,
+    validate_metadata,
+)
 from .cache import ABSENT, KeyState, KeyTable
 from .errors import AsyncBlobDictError, BlobNotFoundError, ConcurrencyError, SerializationError
 from .keys import validate_key, validate_prefix
@@ -32,10 +43,7 @@ _ETAG_BEHAVIORS: Final = ("skip", "overwrite", "raise")
 
 _NO_DEFAULT: Final = object()
 _T = TypeVar("_T")
-# (if_match, if_none_match) for an adapter write.
-_Condition = tuple["str | None", bool]
-_OVERWRITE: Final[_Condition] = (None, False)
-_CREATE: Final[_Condition] = (None, True)
+JSON_CONTENT_TYPE: Final = "application/json"
 
 
 def _warn_unsynced(table: KeyTable, container: str) -> None:
@@ -48,6 +56,21 @@ def _warn_unsynced(table: KeyTable, container: str) -> None:
         )
         warnings.warn(message, ResourceWarning, stacklevel=2)
         logger.warning("%s", message)
+
+
+_Extra = tuple["str | None", "dict[str, str] | None"]
+"""Content type and metadata of a write."""
+
+
+def _extra(content_type: str | None, metadata: Mapping[str, str] | None) -> _Extra:
+    """Check a write's content type and metadata before any I/O."""
+    return validate_content_type(content_type), validate_metadata(metadata) or None
+
+
+def _level(name: str, prefix: str) -> str:
+    """The name as a one-level listing below ``prefix`` shows it (a key, or its folder)."""
+    cut = name.find("/", len(prefix))
+    return name if cut < 0 else name[: cut + 1]
 
 
 def _ancestors(key: str) -> list[str]:
@@ -94,9 +117,7 @@ class AsyncBlobStore:
         self.concurrency_mode = ConcurrencyMode(concurrency_mode)
         if sync_concurrency < 1:
             raise ValueError("sync_concurrency must be at least 1")
-        validate_container = getattr(adapter, "validate_container", None)
-        if callable(validate_container):
-            validate_container(container_name)
+        adapter.validate_container(container_name)
         self.adapter: Adapter = adapter
         self.container_name: str = container_name
         self._table = KeyTable(cache_max_entries, cache_max_bytes, etag_memory)
@@ -162,29 +183,76 @@ class AsyncBlobStore:
         finally:
             self._table.release(key, state)
 
-    async def list_keys(self, prefix: str = "") -> list[str]:
-        """Return every key starting with ``prefix``, sorted as Python sorts str."""
-        return sorted([key async for key in self.iter_keys(prefix)])
+    async def list_keys(self, prefix: str = "", *, delimiter: str | None = None) -> list[str]:
+        """Return every key starting with ``prefix``, sorted as Python sorts str.
 
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        With ``delimiter="/"`` only one level is listed: the keys directly below ``prefix``
+        and, once each, the folders holding deeper keys, as their prefix ending in ``/``
+        (``["a/", "b"]`` for the keys ``a/x``, ``a/y/z`` and ``b``): one sorted list, where a
+        name ending in ``/`` is a folder (a key never ends in ``/``).
+        """
+        return sorted([key async for key in self.iter_keys(prefix, delimiter=delimiter)])
+
+    async def iter_keys(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
         """Yield every key starting with ``prefix`` in the adapter's order, without a list.
 
-        In WRITE_BACK mode pending deletes are left out and keys created since the last sync
-        come after the stored ones.
+        ``delimiter`` as for :meth:`list_keys`. In WRITE_BACK mode pending deletes are left
+        out and keys created since the last sync come after the stored ones.
         """
         self._check_open()
         validate_prefix(prefix, self.container_name)
+        check_delimiter(delimiter)
         pending = {
             key: state.data is not None
             for key, state in self._table.pending_items()
             if key.startswith(prefix)
         }
-        async for info in self.adapter.list(self.container_name, prefix):
-            if pending.pop(info.key, True):
-                yield info.key
+        if not pending:
+            async for name in self.adapter.list_names(
+                self.container_name, prefix, delimiter=delimiter
+            ):
+                yield name
+            return
+        # Pending changes below the prefix: list every key and fold the levels here, so a
+        # folder whose keys are all deleted (pending) is left out too.
+        shown: set[str] = set()
+        async for name in self.adapter.list_names(self.container_name, prefix):
+            if pending.pop(name, True):
+                entry = _level(name, prefix) if delimiter else name
+                if entry not in shown:
+                    shown.add(entry)
+                    yield entry
         for key in sorted(pending):
             if pending[key]:
-                yield key
+                entry = _level(key, prefix) if delimiter else key
+                if entry not in shown:
+                    shown.add(entry)
+                    yield entry
+
+    async def info(self, key: str) -> BlobInfo | None:
+        """Size, ETag, content type and metadata of ``key`` without reading it; None if missing.
+
+        A pending write-back value has no ETag or modification time yet. Like ``exists()``,
+        it never changes which version an ETAG write is checked against.
+        """
+        self._check_open()
+        validate_key(key, self.container_name)
+        state = await self._table.acquire(key)
+        try:
+            if self._write_back and state.pending:
+                if state.data is None:
+                    return None
+                return BlobInfo(
+                    key,
+                    len(state.data),
+                    content_type=state.content_type,
+                    metadata=dict(state.metadata or {}),
+                )
+            return await self.adapter.head(self.container_name, key)
+        finally:
+            self._table.release(key, state)
 
     def _cached(self, key: str, *, held: bool = False) -> tuple[bytes | None] | None:
         """``(bytes,)`` or ``(None,)`` for a pending delete when the cache answers; else None.
@@ -225,13 +293,13 @@ class AsyncBlobStore:
             if data is not None:
                 return data
             try:
-                data, etag = await self.adapter.get(self.container_name, key)
+                data, info = await self.adapter.get(self.container_name, key)
             except BlobNotFoundError:
                 if self._etags:
                     table.set_etag(state, ABSENT)
                 raise
             if self._etags:
-                table.set_etag(state, etag)
+                table.set_etag(state, info.etag)
             if self._caching:
                 table.set_data(state, data)
             return data
@@ -240,16 +308,36 @@ class AsyncBlobStore:
 
     # ----------------------------------------------------------------- writes
 
-    async def set_json(self, key: str, value: Any) -> None:
-        """Store ``value`` as JSON; nothing is written if it cannot be encoded."""
-        self._check_open()
-        validate_key(key, self.container_name)
-        await self._write(key, self._encode(key, value))
+    async def set_json(
+        self,
+        key: str,
+        value: Any,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store ``value`` as JSON; nothing is written if it cannot be encoded.
 
-    async def set_binary(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        """Store ``data`` as given."""
+        ``content_type`` defaults to ``application/json``; ``metadata`` (names of ASCII
+        letters, digits and ``_``; printable ASCII values) replaces the key's old metadata.
+        """
         self._check_open()
         validate_key(key, self.container_name)
+        extra = _extra(content_type or JSON_CONTENT_TYPE, metadata)
+        await self._write(key, self._encode(key, value), extra)
+
+    async def set_binary(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store ``data`` as given, with an optional content type and metadata."""
+        self._check_open()
+        validate_key(key, self.container_name)
+        extra = _extra(content_type, metadata)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise SerializationError(
                 f"set_binary needs bytes, bytearray or memoryview, not {type(data).__name__}",
@@ -262,7 +350,7 @@ class AsyncBlobStore:
             raise SerializationError(
                 f"set_binary cannot read the data: {exc}", container=self.container_name, key=key
             ) from None
-        await self._write(key, raw)
+        await self._write(key, raw, extra)
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; a missing key is a no-op.
@@ -274,18 +362,18 @@ class AsyncBlobStore:
         validate_key(key, self.container_name)
         await self._write(key, None)
 
-    async def _write(self, key: str, data: bytes | None) -> None:
+    async def _write(self, key: str, data: bytes | None, extra: _Extra = (None, None)) -> None:
         """Write (or, for None, delete) the key: pending in WRITE_BACK, else in storage."""
         table = self._table
         state = await table.acquire(key)
         try:
             if self._write_back:
-                table.make_pending(key, state, data)
+                table.make_pending(key, state, data, *extra)
                 return
             if data is None:
                 await self._finish(key, state, self._delete_stored(key, state, overwrite=False))
             else:
-                await self._finish(key, state, self._put_stored(key, state, data, None))
+                await self._finish(key, state, self._put_stored(key, state, data, None, extra))
         finally:
             self._release_key(key, state)
 
@@ -326,13 +414,15 @@ class AsyncBlobStore:
                 else:
                     current = self._copy(key, default)
                 new_value = await _call(fn, current)
-                table.make_pending(key, state, self._encode(key, new_value))
+                table.make_pending(
+                    key, state, self._encode(key, new_value), JSON_CONTENT_TYPE, state.metadata
+                )
                 return new_value
             for attempt in range(max_attempts):
-                new_value, new_data, condition = await self._apply(key, fn, default)
+                new_value, new_data, condition, extra = await self._apply(key, fn, default)
                 try:
                     await self._finish(
-                        key, state, self._put_stored(key, state, new_data, condition)
+                        key, state, self._put_stored(key, state, new_data, condition, extra)
                     )
                 except ConcurrencyError:  # a clean conflict: nothing of ours landed
                     logger.debug("update_json conflict on %r, attempt %d", key, attempt + 1)
@@ -349,29 +439,34 @@ class AsyncBlobStore:
 
     async def _apply(
         self, key: str, fn: Callable[[Any], Any], default: Any
-    ) -> tuple[Any, bytes, _Condition]:
-        """One read-modify step of update_json: (new value, its bytes, the write's condition)."""
+    ) -> tuple[Any, bytes, Precondition, _Extra]:
+        """One read-modify step of update_json: the new value, its bytes, the write's
+        condition, and the content type and metadata to keep (the stored value's)."""
+        extra: _Extra = (JSON_CONTENT_TYPE, None)
+        condition: Precondition
         try:
-            data, etag = await self.adapter.get(self.container_name, key)
+            data, info = await self.adapter.get(self.container_name, key)
         except BlobNotFoundError:
             if default is _NO_DEFAULT:
                 raise
-            current, condition = self._copy(key, default), _CREATE
+            current, condition = self._copy(key, default), CREATE
         else:
-            current, condition = self._decode(key, data), (etag, False)
+            current = self._decode(key, data)
+            condition = OVERWRITE if info.etag is None else Update(info.etag)
+            extra = (info.content_type or JSON_CONTENT_TYPE, dict(info.metadata) or None)
         new_value = await _call(fn, current)
-        return new_value, self._encode(key, new_value), condition
+        return new_value, self._encode(key, new_value), condition, extra
 
     # ------------------------------------------------------- storage and state
 
-    def _condition(self, state: KeyState) -> _Condition:
+    def _condition(self, state: KeyState) -> Precondition:
         """The precondition of an ETAG write: the version this store last saw."""
-        if not self._etags or state.etag is None:
-            return _OVERWRITE
-        if state.etag is ABSENT:
-            return _CREATE
-        assert isinstance(state.etag, str)
-        return state.etag, False
+        etag = state.etag
+        if not self._etags or etag is None:
+            return OVERWRITE
+        if isinstance(etag, str):
+            return Update(etag)
+        return CREATE
 
     async def _finish(self, key: str, state: KeyState, write: Coroutine[Any, Any, _T]) -> _T:
         """Run a storage write to its end even if the caller is cancelled meanwhile.
@@ -404,15 +499,25 @@ class AsyncBlobStore:
             self._table.release(key, state)
 
     async def _put_stored(
-        self, key: str, state: KeyState, data: bytes, condition: _Condition | None
+        self,
+        key: str,
+        state: KeyState,
+        data: bytes,
+        condition: Precondition | None,
+        extra: _Extra,
     ) -> None:
         """Write ``data`` (under ``condition``, else the store's own) and record the outcome."""
         table = self._table
         version = state.version
-        if_match, if_none_match = self._condition(state) if condition is None else condition
+        content_type, metadata = extra
         try:
             etag = await self.adapter.put(
-                self.container_name, key, data, if_match=if_match, if_none_match=if_none_match
+                self.container_name,
+                key,
+                data,
+                condition=self._condition(state) if condition is None else condition,
+                content_type=content_type,
+                metadata=metadata,
             )
         except BaseException:
             if not state.pending:  # what storage holds is not known here any more
@@ -428,23 +533,17 @@ class AsyncBlobStore:
     async def _delete_stored(self, key: str, state: KeyState, *, overwrite: bool) -> None:
         table = self._table
         version = state.version
-        if_match, if_none_match = _OVERWRITE if overwrite else self._condition(state)
+        # CREATE (last seen missing): deleting a value someone has since created would lose it.
+        condition = OVERWRITE if overwrite else self._condition(state)
         try:
-            if if_none_match:
-                # Last seen missing: deleting a value someone has since created would lose it.
-                if await self.adapter.head(self.container_name, key) is not None:
-                    raise ConcurrencyError(
-                        "key was created by someone else since this store saw it missing",
-                        container=self.container_name,
-                        key=key,
-                    )
-            else:
-                try:
-                    await self.adapter.delete(self.container_name, key, if_match=if_match)
-                except ConcurrencyError:
-                    # Already deleted by someone else: the outcome we wanted, nothing lost.
-                    if await self.adapter.head(self.container_name, key) is not None:
-                        raise
+            try:
+                await self.adapter.delete(self.container_name, key, condition=condition)
+            except ConcurrencyError:
+                # Already deleted by someone else: the outcome we wanted, nothing lost.
+                if not isinstance(condition, Update) or await self.adapter.head(
+                    self.container_name, key
+                ):
+                    raise
         except BaseException:
             if not state.pending:
                 table.set_data(state, None)
@@ -522,8 +621,11 @@ class AsyncBlobStore:
                     )
                     result.deleted.append(key)
                 else:
-                    condition = _OVERWRITE if overwrite else None
-                    await self._finish(key, state, self._put_stored(key, state, data, condition))
+                    condition = OVERWRITE if overwrite else None
+                    extra = (state.content_type, state.metadata)
+                    await self._finish(
+                        key, state, self._put_stored(key, state, data, condition, extra)
+                    )
                     result.written.append(key)
             except ConcurrencyError as exc:
                 if etag_behavior == "raise":
@@ -585,15 +687,16 @@ class AsyncBlobStore:
             try:
                 if not state.pending:
                     return False
-                if_match, if_none_match = self._condition(state)
-                if if_match is None and not if_none_match:
+                condition = self._condition(state)
+                if condition is OVERWRITE:
                     return False
                 info = await self.adapter.head(self.container_name, key)
             finally:
                 self._table.release(key, state)
-            if if_none_match:
+            if isinstance(condition, Create):
                 return info is not None
-            return info is None or info.etag != if_match
+            assert isinstance(condition, Update)
+            return info is None or info.etag != condition.etag
 
         flags = await gather_bounded(
             [functools.partial(changed, key) for key in keys], self._sync_concurrency

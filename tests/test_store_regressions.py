@@ -48,7 +48,10 @@ class Gated:
         self.in_flight = 0
         self.head_hook: Callable[[str], Any] | None = None
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
+    def validate_container(self, container: str) -> str:
+        return self.inner.validate_container(container)
+
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
         return await self.inner.get(container, key)
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
@@ -83,6 +86,11 @@ class Gated:
 
     def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
         return self.inner.list(container, prefix)
+
+    def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        return self.inner.list_names(container, prefix, delimiter=delimiter)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -314,8 +322,11 @@ async def test_13_released_memoryview(store_factory: Factory) -> None:
 class Sink:
     """Stores nothing, so whatever memory grows is the store's own."""
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
-        return b"0", '"1"'
+    def validate_container(self, container: str) -> str:
+        return container
+
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        return b"0", BlobInfo(key, 1, '"1"')
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
         return None
@@ -329,6 +340,12 @@ class Sink:
     async def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
         return
         yield  # an async generator that yields nothing
+
+    async def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        return
+        yield
 
     async def close(self) -> None:
         return None
