@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...errors import ConcurrencyError, StorageError
@@ -73,16 +74,20 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
 
 
 def _start_limited(
-    coros: Sequence[Coroutine[Any, Any, _T]], limit: int
+    jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int
 ) -> list[asyncio.Future[_T]]:
-    """Start ``coros`` as tasks of which at most ``limit`` run at a time."""
+    """Start one task per job, of which at most ``limit`` run at a time.
+
+    Jobs are factories, called only once a task holds the semaphore: a task cancelled while
+    it waits never made a coroutine, so none is left "never awaited".
+    """
     semaphore = asyncio.Semaphore(limit)
 
-    async def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    async def run(job: Callable[[], Awaitable[_T]]) -> _T:
         async with semaphore:
-            return await coro
+            return await job()
 
-    return [asyncio.ensure_future(run(c)) for c in coros]
+    return [asyncio.ensure_future(run(job)) for job in jobs]
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -92,9 +97,9 @@ async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _gather_limited(coros: Sequence[Coroutine[Any, Any, _T]], limit: int) -> list[_T]:
-    """Run ``coros`` at most ``limit`` at a time; on the first failure cancel the rest."""
-    tasks = _start_limited(coros, limit)
+async def _gather_limited(jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int) -> list[_T]:
+    """Run ``jobs`` at most ``limit`` at a time; on the first failure cancel the rest."""
+    tasks = _start_limited(jobs, limit)
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -365,7 +370,10 @@ class AzureBlobAdapter:
         if the blob changed during the read.
         """
         tasks = _start_limited(
-            [self._get_range(container, key, etag, start, end) for start, end in ranges],
+            [
+                functools.partial(self._get_range, container, key, etag, start, end)
+                for start, end in ranges
+            ],
             self.max_concurrency,
         )
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
@@ -537,7 +545,8 @@ class AzureBlobAdapter:
             )
 
         results = await _gather_limited(
-            [put_block(b, s) for b, s in zip(block_ids, offsets, strict=True)], self.max_concurrency
+            [functools.partial(put_block, b, s) for b, s in zip(block_ids, offsets, strict=True)],
+            self.max_concurrency,
         )
         for resp in results:
             if resp.status != 201:
