@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conftest import AzuriteInfo, azure_fast_options
 from fault_proxy import ScriptedProxy
+
+from asyncblobdict import StorageError
 
 pytestmark = pytest.mark.azure
 
@@ -43,6 +47,120 @@ def unclosed(seen: list[warnings.WarningMessage]) -> list[str]:
 
 def never_awaited(seen: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in seen if "never awaited" in str(w.message)]
+
+
+# ------------------------------------------------------------------------- close
+
+
+async def test_closed_adapter_refuses_requests(rel_azurite: AzuriteInfo) -> None:
+    adapter = rel_azurite.new_adapter()
+    container = container_name("closed")
+    await adapter.put(container, "k", b"v")
+    await adapter.close()
+    await adapter.close()  # twice is fine
+    with pytest.raises(StorageError, match="the adapter is closed"):
+        await adapter.get(container, "k")
+    with pytest.raises(StorageError, match="the adapter is closed"):
+        await adapter.put(container, "k", b"w")
+    with pytest.raises(StorageError, match="the adapter is closed"):
+        [info async for info in adapter.list(container)]
+    assert adapter._client._session is None  # nothing was re-opened
+
+
+async def test_requests_running_at_close_do_not_reopen_the_session(
+    rel_azurite: AzuriteInfo,
+) -> None:
+    proxy = ScriptedProxy()
+    await proxy.start(rel_azurite.endpoint)
+    container = container_name("inflight")
+    direct = rel_azurite.new_adapter()
+    await direct.put(container, "k", b"v")
+    held = 0
+    all_held = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal held
+        held += 1
+        if held == 4:
+            all_held.set()
+        await asyncio.sleep(3600)
+
+    proxy.rule("GET", has=f"/{container}/k", before=hold, times=4)
+    adapter = rel_azurite.new_adapter(proxy.url("/devstoreaccount1"), **azure_fast_options(30))
+    try:
+        with warnings_seen() as seen:
+            gets = [asyncio.ensure_future(adapter.get(container, "k")) for _ in range(4)]
+            await asyncio.wait_for(all_held.wait(), 30)
+            await adapter.close()
+            results = await asyncio.gather(*gets, return_exceptions=True)
+            assert all(isinstance(r, StorageError) for r in results), results
+            assert all("the adapter is closed" in str(r) for r in results), results
+            assert adapter._client._session is None, "a request re-opened the closed adapter"
+            del gets, results
+        assert unclosed(seen) == []
+    finally:
+        await adapter.close()
+        await direct.close()
+        await proxy.stop()
+
+
+# ------------------------------------------------------------------------- event loops
+
+
+def test_a_session_is_closed_when_its_loop_ends_or_the_adapter_moves(
+    rel_azurite: AzuriteInfo,
+) -> None:
+    """asyncio.run twice, then a hand-made loop closed without shutdown_asyncgens, then
+    asyncio.run again: every session the adapter made ends up closed, none is abandoned."""
+    adapter = rel_azurite.new_adapter()
+    container = container_name("loops")
+    sessions: list[Any] = []
+
+    async def use() -> None:
+        await adapter.put(container, "k", b"v")
+        sessions.append(adapter._client._session)
+
+    with warnings_seen() as seen:
+        asyncio.run(use())
+        asyncio.run(use())
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(use())
+        loop.close()
+        asyncio.run(use())
+        asyncio.run(adapter.close())
+        assert len({id(s) for s in sessions}) == 4
+        assert [s.closed for s in sessions] == [True] * 4
+        sessions.clear()
+    assert unclosed(seen) == []
+
+
+def test_a_session_on_a_loop_in_another_thread_is_closed_there(
+    rel_azurite: AzuriteInfo,
+) -> None:
+    adapter = rel_azurite.new_adapter()
+    container = container_name("thread")
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        with warnings_seen() as seen:
+            put = adapter.put(container, "k", b"v")
+            asyncio.run_coroutine_threadsafe(put, other).result(30)
+            first = adapter._client._session
+            assert first is not None and not first.closed
+
+            async def here() -> None:
+                assert (await adapter.get(container, "k"))[0] == b"v"
+                await adapter.close()
+
+            asyncio.run(here())
+            assert first.closed
+            del first
+        assert unclosed(seen) == []
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(30)
+        other.close()
 
 
 # ------------------------------------------------------------------------- cancellation

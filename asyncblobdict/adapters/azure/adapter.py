@@ -150,6 +150,12 @@ class AzureBlobAdapter:
 
     ``list`` yields keys in the service's order (UTF-8 binary order). A missing container
     is created by the first ``put``.
+
+    The adapter holds one connection pool per event loop, made on first use. ``close()`` is
+    final: requests still running fail, and any later request raises StorageError ("the
+    adapter is closed"); make a new adapter to continue. The pool is also closed when its
+    event loop shuts down (``asyncio.run``) or when the adapter is next used from another
+    loop.
     """
 
     def __init__(
@@ -631,5 +637,8 @@ class AzureBlobAdapter:
                 return
 
     async def close(self) -> None:
-        """Close the HTTP session; safe to call twice, and the adapter stays usable."""
+        """Close the HTTP session for good; safe to call twice.
+
+        Requests still running fail with StorageError, and so does every later call.
+        """
         await self._client.close()

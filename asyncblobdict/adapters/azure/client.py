@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from urllib.parse import quote, urlsplit
@@ -62,11 +62,38 @@ class Response:
         return self.headers.get(name)
 
 
+def _closed_error(action: str, container: str | None, key: str | None) -> StorageError:
+    return StorageError(f"{action} failed: the adapter is closed", container=container, key=key)
+
+
+async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Keeps ``session`` company until its event loop shuts down, then closes it there.
+
+    Iterated once inside the loop that made the session, this generator is registered by
+    the loop's async-generator hooks; ``asyncio.run`` (and any loop that runs
+    ``shutdown_asyncgens``) closes it before the loop closes, so the session's connections
+    are closed by the loop that owns them. The client closes it itself sooner on ``close()``
+    or when it moves to another loop.
+    """
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
 class BlobClient:
     """Sends signed requests to one storage account endpoint.
 
     One ``aiohttp.ClientSession`` (a connection pool) is created lazily inside the running
-    event loop and reused; :meth:`close` releases it, and the next request makes a new one.
+    event loop and reused. :meth:`close` is final: it closes the session, requests still
+    running fail, and every later request raises StorageError ("the adapter is closed").
+
+    A session belongs to the loop that made it. It is closed when that loop shuts down
+    (``asyncio.run`` does this), and when the client is next used from another loop:
+    on the old loop if that is still running in another thread, else from the new loop,
+    which marks it closed but cannot close its sockets (they belong to a loop that will
+    not run again; they are released when garbage collected).
     """
 
     def __init__(
@@ -91,32 +118,68 @@ class BlobClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._keeper: AsyncGenerator[None, None] | None = None
+        self._closed = False
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        """The session of the running loop, made on first use; StorageError once closed."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                # Stored bytes must come back as stored, and an unsigned Content-Type would
-                # break the SharedKey signature of body-less PUTs.
-                auto_decompress=False,
-                skip_auto_headers=("Content-Type", "Accept-Encoding"),
-            )
-            # aiohttp (>= 3.10) silently resends an idempotent request once when a kept-alive
-            # connection drops; a PUT that had already landed would then come back as a false
-            # 412 conflict. Our retry loop must see the drop to run its conditional-write check.
-            if hasattr(self._session, "_retry_connection"):
-                self._session._retry_connection = False
-            self._session_loop = loop
-        return self._session
+        while True:
+            if self._closed:
+                raise _closed_error("request", None, None)
+            session = self._session
+            if session is not None and self._session_loop is loop and not session.closed:
+                return session
+            if session is None:
+                break
+            # Made on another loop (or closed at its loop's end): close it before replacing
+            # it. Closing may wait, so look again afterwards.
+            await self._close_session()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            # Stored bytes must come back as stored, and an unsigned Content-Type would
+            # break the SharedKey signature of body-less PUTs.
+            auto_decompress=False,
+            skip_auto_headers=("Content-Type", "Accept-Encoding"),
+        )
+        # aiohttp (>= 3.10) silently resends an idempotent request once when a kept-alive
+        # connection drops; a PUT that had already landed would then come back as a false
+        # 412 conflict. Our retry loop must see the drop to run its conditional-write check.
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        keeper = _close_at_loop_end(session)
+        self._session, self._session_loop, self._keeper = session, loop, keeper
+        # Runs to the generator's yield without suspending: nothing can interleave here.
+        await keeper.__anext__()
+        return session
+
+    async def _close_session(self) -> None:
+        session, loop, keeper = self._session, self._session_loop, self._keeper
+        self._session = self._session_loop = self._keeper = None
+        if session is None or keeper is None:
+            return
+        current = asyncio.get_running_loop()
+        if loop is not None and loop is not current and loop.is_running():
+            # The session's loop runs in another thread: its connections must be closed
+            # there. Bounded, in case that loop is blocked.
+            future = asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(future), 10.0)
+            return
+        # RuntimeError: the session's loop is gone (closed without shutdown_asyncgens);
+        # aiohttp still marks the session closed.
+        with contextlib.suppress(RuntimeError):
+            await keeper.aclose()
 
     async def close(self) -> None:
-        """Close the session; safe to call twice."""
-        session, self._session, self._session_loop = self._session, None, None
-        if session is not None and not session.closed:
-            # RuntimeError: its event loop is gone (the adapter moved to another loop).
-            with contextlib.suppress(RuntimeError):
-                await session.close()
+        """Close the session for good; safe to call twice."""
+        self._closed = True
+        await self._close_session()
 
     def _url(self, request: PreparedRequest) -> str:
         query = "&".join(
@@ -150,6 +213,8 @@ class BlobClient:
         attempt = 0
         request_id = str(uuid.uuid4())
         while True:
+            if self._closed:
+                raise _closed_error(action, container, key)
             attempt += 1
             started = loop.time()
             prepared = PreparedRequest(
@@ -171,7 +236,7 @@ class BlobClient:
             fatal: StorageError | None = None
             response: Response | None = None
             try:
-                session = self._get_session()
+                session = await self._get_session()
                 async with session.request(
                     method,
                     URL(url, encoded=True),
@@ -201,6 +266,9 @@ class BlobClient:
                 # Raised outside the handler so no __context__ keeps aiohttp's error (and its
                 # URL, which may carry a SAS signature) alive on our exception.
                 raise fatal
+            if response is None and self._closed:
+                # close() cut this request off: say so rather than retry or blame the network.
+                raise _closed_error(action, container, key)
             elapsed_ms = (loop.time() - started) * 1000
             if logger.isEnabledFor(logging.DEBUG):
                 outcome = str(response.status) if response is not None else type(failure).__name__
