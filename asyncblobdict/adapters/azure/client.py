@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from urllib.parse import quote, urlsplit
 
@@ -23,7 +23,7 @@ from ...errors import StorageError
 from .auth import Authorizer, PreparedRequest
 from .retry import RETRYABLE_STATUSES, RetryPolicy
 
-__all__ = ["DEFAULT_API_VERSION", "BlobClient", "Response", "redact"]
+__all__ = ["DEFAULT_API_VERSION", "BlobClient", "Failure", "Response", "redact"]
 
 DEFAULT_API_VERSION = "2025-11-05"
 
@@ -47,9 +47,10 @@ def redact(text: str) -> str:
 class Response:
     """A final answer: status, headers (case-insensitive), the whole body.
 
-    ``ambiguous`` is True when an earlier attempt failed in a way that may have left it
-    applied on the server (a timeout, a dropped connection, a 5xx), so a conflict now may be
-    our own earlier write.
+    ``ambiguous`` is True when some attempt other than a clean answer may have been applied
+    on the server: an earlier attempt that failed after sending (a timeout, a dropped
+    connection, a 5xx or 408), or this one when it is itself such a 5xx/408 returned because
+    the retries ran out. A conflict in an ambiguous answer may be our own earlier write.
     """
 
     status: int
@@ -60,6 +61,16 @@ class Response:
     def header(self, name: str) -> str | None:
         """A response header by case-insensitive name."""
         return self.headers.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """No final answer: the retries ran out on network errors or timeouts, or the client
+    was closed meanwhile. ``error`` is what :meth:`BlobClient.request` raises; ``ambiguous``
+    is True when some attempt may have been applied (see :class:`Response`)."""
+
+    error: StorageError
+    ambiguous: bool
 
 
 def _closed_error(action: str, container: str | None, key: str | None) -> StorageError:
@@ -206,6 +217,34 @@ class BlobClient:
         ``path`` is the encoded path below the endpoint (``/container/blob``). Network
         failures that outlast the retry budget raise StorageError.
         """
+        outcome = await self.send(
+            method,
+            path,
+            query=query,
+            headers=headers,
+            body=body,
+            action=action,
+            container=container,
+            key=key,
+        )
+        if isinstance(outcome, Failure):
+            raise outcome.error from None
+        return outcome
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | memoryview | None = None,
+        action: str,
+        container: str | None = None,
+        key: str | None = None,
+    ) -> Response | Failure:
+        """Like :meth:`request`, but a request that got no final answer comes back as a
+        :class:`Failure` that says whether an attempt may have been applied."""
         policy = self.retry
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.total_timeout
@@ -214,7 +253,7 @@ class BlobClient:
         request_id = str(uuid.uuid4())
         while True:
             if self._closed:
-                raise _closed_error(action, container, key)
+                return Failure(_closed_error(action, container, key), ambiguous)
             attempt += 1
             started = loop.time()
             prepared = PreparedRequest(
@@ -230,7 +269,10 @@ class BlobClient:
                 content_length=len(body) if body else 0,
             )
             if self._auth is not None:
-                await self._auth.authorize(prepared)
+                try:
+                    await self._auth.authorize(prepared)
+                except StorageError as exc:
+                    return Failure(exc, ambiguous)  # e.g. a token that cannot be renewed
             url = self._url(prepared)
             failure: BaseException | None = None
             fatal: StorageError | None = None
@@ -263,12 +305,12 @@ class BlobClient:
                     key=key,
                 )
             if fatal is not None:
-                # Raised outside the handler so no __context__ keeps aiohttp's error (and its
-                # URL, which may carry a SAS signature) alive on our exception.
-                raise fatal
+                # Returned outside the handler so no __context__ keeps aiohttp's error (and
+                # its URL, which may carry a SAS signature) alive on our exception.
+                return Failure(fatal, ambiguous)
             if response is None and self._closed:
                 # close() cut this request off: say so rather than retry or blame the network.
-                raise _closed_error(action, container, key)
+                return Failure(_closed_error(action, container, key), ambiguous)
             elapsed_ms = (loop.time() - started) * 1000
             if logger.isEnabledFor(logging.DEBUG):
                 outcome = str(response.status) if response is not None else type(failure).__name__
@@ -283,24 +325,27 @@ class BlobClient:
                 )
             if response is not None and response.status not in RETRYABLE_STATUSES:
                 return response
+            if response is not None and response.status != 429:
+                # 429 means throttled, not run; a 5xx or 408 may have been applied.
+                ambiguous = True
             retry_after = response.header("Retry-After") if response is not None else None
             delay = policy.delay(attempt, retry_after)
             out_of_time = loop.time() + delay > deadline
             if attempt >= policy.max_attempts or out_of_time:
                 if response is not None:
-                    return response
+                    return replace(response, ambiguous=ambiguous)
                 reason = (
                     "timed out" if isinstance(failure, asyncio.TimeoutError) else "network error"
                 )
-                raise StorageError(
-                    f"{action} failed after {attempt} attempt(s): {reason} "
-                    f"({type(failure).__name__}: {redact(str(failure))})",
-                    container=container,
-                    key=key,
-                ) from None
-            if response is not None and response.status != 429:
-                # 429 means throttled, not run; a 5xx or 408 may have been applied.
-                ambiguous = True
+                return Failure(
+                    StorageError(
+                        f"{action} failed after {attempt} attempt(s): {reason} "
+                        f"({type(failure).__name__}: {redact(str(failure))})",
+                        container=container,
+                        key=key,
+                    ),
+                    ambiguous,
+                )
             logger.debug(
                 "%s %s: retrying in %.3f s (attempt %d of %d)",
                 method,
