@@ -9,15 +9,18 @@ import re
 import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
+from typing import Any
 
 import aiohttp
 import pytest
-from mockhttp import aioresponses
+from aioresponses import CallbackResult
+from mockhttp import CompatResponse, aioresponses
 
 from asyncblobdict import (
     AuthenticationError,
     BlobNotFoundError,
     ConcurrencyError,
+    OutcomeUnknownError,
     StorageError,
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
@@ -150,33 +153,90 @@ async def test_network_down_is_a_storage_error_without_aiohttp_cause(
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-async def test_ambiguous_create_that_landed_is_success(adapter: AzureBlobAdapter) -> None:
-    data = b"our bytes"
+TOKEN = "x-ms-meta-abdtoken"
+
+
+class Sent:
+    """Records the headers of each PUT/DELETE; answers a HEAD with the chosen version."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+
+    def write(self, status: int, **headers: str) -> Any:
+        def answer(url: Any, **kwargs: Any) -> CallbackResult:
+            self.headers.append(dict(kwargs["headers"]))
+            return CallbackResult(status=status, headers=headers, response_class=CompatResponse)
+
+        return answer
+
+    def head(self, etag: str, *, ours: bool) -> Any:
+        def answer(url: Any, **kwargs: Any) -> CallbackResult:
+            headers = {"ETag": etag, "Content-Length": "3"}
+            if ours:
+                headers[TOKEN] = self.headers[0][TOKEN]
+            return CallbackResult(status=200, headers=headers, response_class=CompatResponse)
+
+        return answer
+
+    def tokens(self) -> set[str]:
+        return {h[TOKEN] for h in self.headers}
+
+
+@pytest.mark.parametrize(
+    ("condition", "conflict"), [({"if_none_match": True}, 409), ({"if_match": '"e1"'}, 412)]
+)
+async def test_ambiguous_conflict_with_our_token_is_success(
+    adapter: AzureBlobAdapter, condition: dict[str, Any], conflict: int
+) -> None:
+    sent = Sent()
     with aioresponses() as m:
         m.put(BLOB, exception=aiohttp.ServerDisconnectedError())  # landed, answer lost
-        m.put(BLOB, status=409, headers={"x-ms-error-code": "BlobAlreadyExists"})
-        m.head(BLOB, status=200, headers={"ETag": '"ours"', "Content-MD5": md5_b64(data)})
-        assert await adapter.put("cc1", "k", data, if_none_match=True) == '"ours"'
+        m.put(BLOB, callback=sent.write(conflict))
+        m.head(BLOB, callback=sent.head('"ours"', ours=True))
+        assert await adapter.put("cc1", "k", b"new", **condition) == '"ours"'
 
 
-async def test_ambiguous_update_that_landed_is_success(adapter: AzureBlobAdapter) -> None:
-    data = b"new"
-    with aioresponses() as m:
-        m.put(BLOB, exception=asyncio.TimeoutError())
-        m.put(BLOB, status=412, headers={"x-ms-error-code": "ConditionNotMet"})
-        m.head(BLOB, status=200, headers={"ETag": '"e2"', "Content-MD5": md5_b64(data)})
-        assert await adapter.put("cc1", "k", data, if_match='"e1"') == '"e2"'
-
-
-async def test_ambiguous_conflict_with_other_bytes_is_a_conflict(
+async def test_ambiguous_conflict_with_a_foreign_version_is_outcome_unknown(
     adapter: AzureBlobAdapter,
 ) -> None:
+    # The stored bytes are even the same as ours: that proves nothing.
+    sent = Sent()
     with aioresponses() as m:
         m.put(BLOB, status=503)
-        m.put(BLOB, status=412, headers={"x-ms-error-code": "ConditionNotMet"})
-        m.head(BLOB, status=200, headers={"ETag": '"x"', "Content-MD5": md5_b64(b"theirs")})
-        with pytest.raises(ConcurrencyError):
+        m.put(BLOB, callback=sent.write(412))
+        m.head(BLOB, status=200, headers={"ETag": '"x"', "Content-MD5": md5_b64(b"ours")})
+        with pytest.raises(OutcomeUnknownError):
             await adapter.put("cc1", "k", b"ours", if_match='"e1"')
+
+
+async def test_conflict_while_the_conditioned_version_is_still_stored_is_retried(
+    adapter: AzureBlobAdapter,
+) -> None:
+    """A live server cannot answer 412 while holding the ETag we sent; a proxy or a bad
+    cache in between could. The version proves our write did not land: try again."""
+    sent = Sent()
+    with aioresponses() as m:
+        m.put(BLOB, exception=asyncio.TimeoutError())
+        m.put(BLOB, callback=sent.write(412))
+        m.head(BLOB, callback=sent.head('"e1"', ours=False))
+        m.put(BLOB, callback=sent.write(201, ETag='"e2"'))
+        assert await adapter.put("cc1", "k", b"new", if_match='"e1"') == '"e2"'
+    assert len(sent.headers) == 2 and len(sent.tokens()) == 1
+    assert all(h["If-Match"] == '"e1"' for h in sent.headers)
+
+
+async def test_conflicts_while_the_conditioned_version_is_stored_are_bounded(
+    adapter: AzureBlobAdapter,
+) -> None:
+    sent = Sent()
+    with aioresponses() as m:
+        m.put(BLOB, exception=asyncio.TimeoutError())
+        m.put(BLOB, callback=sent.write(412), repeat=True)
+        m.head(BLOB, callback=sent.head('"e1"', ours=False), repeat=True)
+        with pytest.raises(ConcurrencyError) as info:
+            await adapter.put("cc1", "k", b"new", if_match='"e1"')
+    assert type(info.value) is ConcurrencyError
+    assert 2 <= len(sent.headers) <= 5 and len(sent.tokens()) == 1
 
 
 async def test_plain_conflict_does_not_check(adapter: AzureBlobAdapter) -> None:
@@ -191,11 +251,25 @@ async def test_ambiguous_conditional_delete(adapter: AzureBlobAdapter) -> None:
     with aioresponses() as m:
         m.delete(BLOB, exception=asyncio.TimeoutError())
         m.delete(BLOB, status=404, headers={"x-ms-error-code": "BlobNotFound"})
+        m.head(BLOB, status=404)
         await adapter.delete("cc1", "k", if_match='"e1"')
     with aioresponses() as m:
         m.delete(BLOB, status=404, headers={"x-ms-error-code": "BlobNotFound"})
         with pytest.raises(ConcurrencyError):
             await adapter.delete("cc1", "k", if_match='"e1"')
+
+
+async def test_delete_conflict_while_the_conditioned_version_is_stored_is_retried(
+    adapter: AzureBlobAdapter,
+) -> None:
+    sent = Sent()
+    with aioresponses() as m:
+        m.delete(BLOB, exception=asyncio.TimeoutError())
+        m.delete(BLOB, callback=sent.write(412))
+        m.head(BLOB, callback=sent.head('"e1"', ours=False))
+        m.delete(BLOB, callback=sent.write(202))
+        await adapter.delete("cc1", "k", if_match='"e1"')
+    assert len(sent.headers) == 2
 
 
 async def test_status_mapping(adapter: AzureBlobAdapter) -> None:

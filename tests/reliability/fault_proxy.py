@@ -20,6 +20,9 @@ Each request draws at most one fault, by the configured rates:
                  a body; otherwise the request passes unharmed)
 
 ``refuse_all = True`` turns every request into a 503 (a backend that is down).
+Subclasses may override :meth:`FaultProxy.choose` (which fault a request gets) and
+:meth:`FaultProxy.forwarded` (runs once the upstream has answered, before the client hears
+anything); :class:`ScriptedProxy` uses them to stage exact interleavings.
 Counters: ``counts[kind]`` for faults injected, ``counts["forwarded"]``, ``counts["requests"]``.
 The proxy forwards bytes as they are (path, query, headers), so signed requests stay valid.
 """
@@ -29,10 +32,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
-__all__ = ["FAULT_KINDS", "FaultProxy", "FaultRates"]
+__all__ = ["FAULT_KINDS", "FaultProxy", "FaultRates", "Rule", "ScriptedProxy"]
 
 FAULT_KINDS = ("error_503", "error_500", "delay", "reset_before", "reset_after", "truncate")
 _NO_BODY_STATUS = {204, 304}
@@ -72,6 +76,7 @@ class _Message:
         self.first = first
         self.headers = headers
         self.body = body
+        self.rule: Rule | None = None  # the ScriptedProxy rule that caught it
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:
@@ -178,6 +183,13 @@ class FaultProxy:
 
     # -------------------------------------------------------------------------------
 
+    async def choose(self, request: _Message) -> str | None:
+        """The fault for ``request`` (None: pass it through); by default drawn by the rates."""
+        return self._draw()
+
+    async def forwarded(self, request: _Message, fault: str | None) -> None:
+        """Called after the upstream answered ``request``, before the client gets anything."""
+
     def _draw(self) -> str | None:
         if self.refuse_all:
             return "error_503"
@@ -199,7 +211,7 @@ class FaultProxy:
                 body = await _read_body(reader, headers, until_eof=False)
                 request = _Message(first, headers, body)
                 self.counts["requests"] += 1
-                fault = self._draw()
+                fault = await self.choose(request)
                 head_request = first.split(b" ", 1)[0].upper() == b"HEAD"
                 if self.trace is not None:
                     self.trace.append((first.decode("latin-1"), fault or "", "?"))
@@ -215,6 +227,7 @@ class FaultProxy:
                 response: _Message | None = None
                 if forward_now:
                     response = await self._forward(request)
+                    await self.forwarded(request, fault)
                 if fault == "delay":
                     self.counts[fault] += 1
                     await asyncio.sleep(self.rates.delay_seconds)
@@ -304,3 +317,66 @@ class FaultProxy:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+
+@dataclass
+class Rule:
+    """One step of a :class:`ScriptedProxy`: which requests it catches and what it does.
+
+    ``method`` and ``has``/``lacks`` (substrings of the request line, e.g. ``"comp=block"``)
+    select requests; the first ``times`` of them (None: all) get ``fault`` and run
+    ``before`` (awaited before the fault is applied, so before any forwarding) and ``after``
+    (awaited once the upstream has answered a forwarded request). ``seen`` lists each
+    caught request's headers, lower-cased names.
+    """
+
+    method: str
+    fault: str | None = None
+    has: str = ""
+    lacks: str | None = None
+    times: int | None = 1
+    before: Callable[[], Awaitable[None]] | None = None
+    after: Callable[[], Awaitable[None]] | None = None
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    def matches(self, request: _Message) -> bool:
+        line = request.first.decode("latin-1")
+        method, _, rest = line.partition(" ")
+        if method.upper() != self.method or self.has not in rest:
+            return False
+        return self.lacks is None or self.lacks not in rest
+
+
+class ScriptedProxy(FaultProxy):
+    """A proxy that injects exactly the faults its rules name, in order, and nothing else.
+
+    proxy = ScriptedProxy()
+    proxy.rule("PUT", fault="error_503", before=other_writer_writes)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules: list[Rule] = []
+
+    def rule(self, method: str, **options: object) -> Rule:
+        rule = Rule(method, **options)  # type: ignore[arg-type]
+        self.rules.append(rule)
+        return rule
+
+    async def choose(self, request: _Message) -> str | None:
+        for rule in self.rules:
+            if rule.times == 0 or not rule.matches(request):
+                continue
+            if rule.times is not None:
+                rule.times -= 1
+            rule.seen.append({k.decode().lower(): v.decode() for k, v in request.headers})
+            request.rule = rule
+            if rule.before is not None:
+                await rule.before()
+            return rule.fault
+        return None
+
+    async def forwarded(self, request: _Message, fault: str | None) -> None:
+        rule = request.rule
+        if rule is not None and rule.after is not None:
+            await rule.after()

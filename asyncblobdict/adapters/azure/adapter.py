@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
+import functools
 import hashlib
+import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NoReturn, TypeVar
 
-from ...errors import ConcurrencyError, StorageError
+from ...errors import ConcurrencyError, OutcomeUnknownError, StorageError
 from ..base import BlobInfo
 from .auth import (
     AsyncTokenCredential,
@@ -19,7 +23,7 @@ from .auth import (
     SasAuth,
     SharedKeyAuth,
 )
-from .client import DEFAULT_API_VERSION, BlobClient, Response
+from .client import DEFAULT_API_VERSION, BlobClient, Failure, Response
 from .connection import (
     ConnectionStringError,
     decode_account_key,
@@ -37,7 +41,9 @@ from .listing import (
 from .names import blob_path, validate_container_name
 from .retry import RetryPolicy
 
-__all__ = ["AzureBlobAdapter", "Credential"]
+__all__ = ["TOKEN_METADATA", "AzureBlobAdapter", "Credential"]
+
+logger = logging.getLogger("asyncblobdict.azure")
 
 MiB = 1024 * 1024
 # Service limits for block blobs (API version 2019-12-12 and later).
@@ -46,8 +52,26 @@ MAX_BLOCKS = 50_000
 MAX_SINGLE_PUT = 5000 * MiB
 # A ranged read that keeps losing to concurrent writers gives up after this many restarts.
 MAX_READ_RESTARTS = 3
+# Every put stores a fresh random token (32 hex digits) as this metadata entry, and all
+# attempts of one put send the same one: after an attempt whose answer was lost, a HEAD
+# tells whether the stored version is ours. Comparing bytes cannot: another writer storing
+# equal bytes is the normal case for a counter. Metadata names must be C# identifiers.
+TOKEN_METADATA = "abdtoken"
+_TOKEN_HEADER = "x-ms-meta-" + TOKEN_METADATA
+# A conflict after a lost answer, while storage still holds the version our condition
+# names (so our write did not land), sends the write again at most this many times.
+MAX_UNLANDED_RETRIES = 3
 
 Credential = str | tuple[str, str] | Mapping[str, str] | AsyncTokenCredential
+
+
+class _Verdict(enum.Enum):
+    """What storage shows about a write whose outcome was unknown."""
+
+    LANDED = "landed"  # our token is stored
+    NOT_LANDED = "not landed"  # still the version (or absence) our condition named
+    UNKNOWN = "unknown"  # another writer's version: ours may have landed before it
+
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
 _T = TypeVar("_T")
@@ -73,16 +97,20 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
 
 
 def _start_limited(
-    coros: Sequence[Coroutine[Any, Any, _T]], limit: int
+    jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int
 ) -> list[asyncio.Future[_T]]:
-    """Start ``coros`` as tasks of which at most ``limit`` run at a time."""
+    """Start one task per job, of which at most ``limit`` run at a time.
+
+    Jobs are factories, called only once a task holds the semaphore: a task cancelled while
+    it waits never made a coroutine, so none is left "never awaited".
+    """
     semaphore = asyncio.Semaphore(limit)
 
-    async def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    async def run(job: Callable[[], Awaitable[_T]]) -> _T:
         async with semaphore:
-            return await coro
+            return await job()
 
-    return [asyncio.ensure_future(run(c)) for c in coros]
+    return [asyncio.ensure_future(run(job)) for job in jobs]
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -92,9 +120,9 @@ async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _gather_limited(coros: Sequence[Coroutine[Any, Any, _T]], limit: int) -> list[_T]:
-    """Run ``coros`` at most ``limit`` at a time; on the first failure cancel the rest."""
-    tasks = _start_limited(coros, limit)
+async def _gather_limited(jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int) -> list[_T]:
+    """Run ``jobs`` at most ``limit`` at a time; on the first failure cancel the rest."""
+    tasks = _start_limited(jobs, limit)
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -145,6 +173,23 @@ class AzureBlobAdapter:
 
     ``list`` yields keys in the service's order (UTF-8 binary order). A missing container
     is created by the first ``put``.
+
+    Retries (``retry``) cover 408, 429, 5xx, dropped connections and timeouts. A write
+    whose answer was lost may still have been applied, so its outcome is settled from
+    storage, never guessed: every put stores a random token of its own in the blob's
+    metadata (``abdtoken``, see :data:`TOKEN_METADATA`), and after such an attempt a HEAD
+    shows either that token (the put landed: success), or the version the put was
+    conditioned on (it did not land: a conflict is retried, a failure raised as it is), or
+    something else, which raises :class:`~asyncblobdict.OutcomeUnknownError` (the write may
+    or may not have been applied). A conditional delete is settled the same way; a key
+    found gone counts as deleted. A conflict without such an attempt is a plain
+    ConcurrencyError, and storage is unchanged.
+
+    The adapter holds one connection pool per event loop, made on first use. ``close()`` is
+    final: requests still running fail, and any later request raises StorageError ("the
+    adapter is closed"); make a new adapter to continue. The pool is also closed when its
+    event loop shuts down (``asyncio.run``) or when the adapter is next used from another
+    loop.
     """
 
     def __init__(
@@ -245,6 +290,29 @@ class AzureBlobAdapter:
             key=key,
         )
 
+    async def _send_outcome(
+        self,
+        method: str,
+        container: str,
+        key: str,
+        *,
+        action: str,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | memoryview | None = None,
+    ) -> Response | Failure:
+        """Like :meth:`_send`, but running out of retries is an outcome, not an exception."""
+        return await self._client.send(
+            method,
+            blob_path(container, key),
+            query=query,
+            headers=headers,
+            body=body,
+            action=action,
+            container=container,
+            key=key,
+        )
+
     async def _create_container(self, container: str) -> None:
         resp = await self._send(
             "PUT",
@@ -266,16 +334,85 @@ class AzureBlobAdapter:
             )
 
     async def _with_container(
-        self, container: str, operation: Callable[[], Awaitable[Response]]
-    ) -> Response:
+        self, container: str, operation: Callable[[], Awaitable[Response | Failure]]
+    ) -> Response | Failure:
         """Run a write; if the container is missing, create it and run the write again."""
-        resp = await operation()
-        if resp.status == 404 and error_details(resp.headers, resp.body)[0] == (
-            "ContainerNotFound"
+        outcome = await operation()
+        if (
+            isinstance(outcome, Response)
+            and outcome.status == 404
+            and error_details(outcome.headers, outcome.body)[0] == "ContainerNotFound"
         ):
             await self._create_container(container)
-            resp = await operation()
-        return resp
+            again = await operation()
+            if outcome.ambiguous and not again.ambiguous:
+                again = replace(again, ambiguous=True)
+            outcome = again
+        return outcome
+
+    async def _stored_version(
+        self, container: str, key: str, action: str
+    ) -> tuple[str, str | None] | None:
+        """The stored blob's (ETag, write token), None when it is missing.
+
+        Only called when an earlier attempt's outcome is unknown, so a failure here leaves
+        it unknown: OutcomeUnknownError.
+        """
+        outcome = await self._send_outcome("HEAD", container, key, action=f"{action} check")
+        if isinstance(outcome, Response):
+            if outcome.status == 404:
+                return None
+            etag = normalize_etag(outcome.header("ETag"))
+            if outcome.status == 200 and etag is not None:
+                return etag, outcome.header(_TOKEN_HEADER)
+            why = f"it answered {outcome.status}"
+        else:
+            why = outcome.error.message
+        raise OutcomeUnknownError(
+            f"{action}: an attempt's answer was lost, and reading the key to learn whether "
+            f"it was applied failed ({why}): the write may or may not have been applied",
+            container=container,
+            key=key,
+        )
+
+    async def _verdict(
+        self,
+        container: str,
+        key: str,
+        token: str,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> tuple[_Verdict, str | None]:
+        """Whether a put carrying ``token`` under this condition landed; the stored ETag."""
+        stored = await self._stored_version(container, key, "put")
+        if stored is not None and stored[1] == token:
+            return _Verdict.LANDED, stored[0]
+        if stored is None and if_none_match:
+            return _Verdict.NOT_LANDED, None
+        if stored is not None and if_match is not None and stored[0] == normalize_etag(if_match):
+            return _Verdict.NOT_LANDED, stored[0]
+        return _Verdict.UNKNOWN, None
+
+    @staticmethod
+    def _raise_outcome(
+        outcome: Response | Failure,
+        *,
+        action: str,
+        container: str,
+        key: str,
+        conditional: bool = False,
+    ) -> NoReturn:
+        if isinstance(outcome, Failure):
+            raise outcome.error from None
+        raise_for_status(
+            outcome.status,
+            outcome.headers,
+            outcome.body,
+            action=action,
+            container=container,
+            key=key,
+            conditional=conditional,
+        )
 
     # --- protocol --------------------------------------------------------------------------
 
@@ -365,7 +502,10 @@ class AzureBlobAdapter:
         if the blob changed during the read.
         """
         tasks = _start_limited(
-            [self._get_range(container, key, etag, start, end) for start, end in ranges],
+            [
+                functools.partial(self._get_range, container, key, etag, start, end)
+                for start, end in ranges
+            ],
             self.max_concurrency,
         )
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
@@ -435,54 +575,106 @@ class AzureBlobAdapter:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        """Upload ``data`` whole (one Put Blob, or blocks committed at once); return the ETag."""
+        """Upload ``data`` whole (one Put Blob, or blocks committed at once); return the ETag.
+
+        A lost answer is settled by the write token (see the class docstring): success,
+        ConcurrencyError or StorageError when storage proves what happened, else
+        OutcomeUnknownError.
+        """
         validate_container_name(container)
         data = bytes(data)
-        conditions: dict[str, str] = {}
+        token = uuid.uuid4().hex
+        # One token and one condition for every attempt of this put.
+        headers = {_TOKEN_HEADER: token}
         if if_match is not None:
-            conditions["If-Match"] = if_match
+            headers["If-Match"] = if_match
         if if_none_match:
-            conditions["If-None-Match"] = "*"
+            headers["If-None-Match"] = "*"
         if len(data) <= self.single_put_threshold:
             md5 = await _md5_off_loop(data)
 
-            async def operation() -> Response:
-                return await self._put_single(container, key, data, md5, conditions)
+            async def single() -> Response | Failure:
+                return await self._put_single(container, key, data, md5, headers)
 
-            resp = await self._with_container(container, operation)
-        else:
-            block_size = self._plan_blocks(container, key, len(data))
-            # The whole blob's MD5 is only needed for the commit: hash it while blocks upload.
-            whole = asyncio.ensure_future(asyncio.to_thread(_md5, data))
+            return await self._put_settled(container, key, single, token, if_match, if_none_match)
+        block_size = self._plan_blocks(container, key, len(data))
+        offsets = list(range(0, len(data), block_size))
+        # Ids must all have the same length; a fresh prefix keeps concurrent uploads apart.
+        upload = uuid.uuid4().hex
+        block_ids = [_b64(f"{upload}-{i:06d}".encode()) for i in range(len(offsets))]
+        # The whole blob's MD5 is only needed for the commit: hash it while blocks upload.
+        whole = asyncio.ensure_future(asyncio.to_thread(_md5, data))
+        staged = False
 
-            async def operation() -> Response:
-                return await self._put_blocks(container, key, data, whole, conditions, block_size)
-
-            try:
-                resp = await self._with_container(container, operation)
-            finally:
-                md5 = await whole
-        if resp.status == 201:
-            etag = normalize_etag(resp.header("ETag"))
-            if etag is None:
-                raise StorageError(
-                    "put failed: the answer has no ETag", container=container, key=key
+        async def blocks() -> Response | Failure:
+            # Put Block is unconditional and idempotent; only the commit carries the
+            # condition and the token. A commit sent again (our earlier one did not land)
+            # reuses the staged blocks: no other commit happened, so they are still there.
+            nonlocal staged
+            if not staged:
+                missing_container = await self._put_blocks(
+                    container, key, data, block_ids, offsets, block_size
                 )
-            return etag
-        if conditions and resp.status in (409, 412) and resp.ambiguous:
-            # An earlier attempt may have landed and now trips our own condition: if the blob
-            # holds exactly our bytes, that attempt succeeded.
-            info = await self.head(container, key)
-            if info is not None and info.etag and info.content_md5 == md5:
-                return info.etag
-        raise_for_status(
-            resp.status,
-            resp.headers,
-            resp.body,
-            action="put",
+                if missing_container is not None:
+                    return missing_container
+                staged = True
+            return await self._put_block_list(container, key, block_ids, whole, headers)
+
+        try:
+            return await self._put_settled(container, key, blocks, token, if_match, if_none_match)
+        finally:
+            if not whole.done():
+                whole.cancel()
+
+    async def _put_settled(
+        self,
+        container: str,
+        key: str,
+        operation: Callable[[], Awaitable[Response | Failure]],
+        token: str,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> str:
+        """Run a put to a known outcome: its ETag, or the error storage proves, or unknown."""
+        conditional = if_match is not None or if_none_match
+        maybe_landed = False
+        for _ in range(1 + MAX_UNLANDED_RETRIES):
+            outcome = await self._with_container(container, operation)
+            if isinstance(outcome, Response) and outcome.status == 201:
+                etag = normalize_etag(outcome.header("ETag"))
+                if etag is None:
+                    raise StorageError(
+                        "put failed: the answer has no ETag", container=container, key=key
+                    )
+                return etag
+            # Sticky: an attempt of an earlier round may be what trips the condition now.
+            maybe_landed = maybe_landed or outcome.ambiguous
+            if not maybe_landed:
+                # Every attempt got a clean answer: a 409/412 is a plain conflict.
+                self._raise_outcome(
+                    outcome, action="put", container=container, key=key, conditional=conditional
+                )
+            verdict, etag = await self._verdict(container, key, token, if_match, if_none_match)
+            logger.debug("put %r/%r after a lost answer: %s", container, key, verdict.value)
+            if verdict is _Verdict.LANDED and etag is not None:
+                return etag
+            if verdict is _Verdict.UNKNOWN:
+                raise OutcomeUnknownError(
+                    "put: an attempt's answer was lost and another writer has changed the key "
+                    "since, so the write may or may not have been applied",
+                    container=container,
+                    key=key,
+                )
+            conflict = isinstance(outcome, Response) and outcome.status in (409, 412)
+            if not conflict:
+                # The failure stands, and storage shows nothing of ours was applied.
+                self._raise_outcome(outcome, action="put", container=container, key=key)
+            # A conflict while storage holds the version we conditioned on: try again.
+        raise ConcurrencyError(
+            f"put: conflicts in {1 + MAX_UNLANDED_RETRIES} rounds although the stored version "
+            "is the one expected; nothing was written",
             container=container,
             key=key,
-            conditional=bool(conditions),
         )
 
     def _plan_blocks(self, container: str, key: str, size: int) -> int:
@@ -499,30 +691,36 @@ class AzureBlobAdapter:
         return block_size
 
     async def _put_single(
-        self, container: str, key: str, data: bytes, md5: bytes, conditions: dict[str, str]
-    ) -> Response:
-        headers = {
-            "x-ms-blob-type": "BlockBlob",
-            "Content-MD5": _b64(md5),
-            "x-ms-blob-content-md5": _b64(md5),
-            **conditions,
-        }
-        return await self._send("PUT", container, key, action="put", headers=headers, body=data)
+        self, container: str, key: str, data: bytes, md5: bytes, headers: dict[str, str]
+    ) -> Response | Failure:
+        return await self._send_outcome(
+            "PUT",
+            container,
+            key,
+            action="put",
+            headers={
+                "x-ms-blob-type": "BlockBlob",
+                "Content-MD5": _b64(md5),
+                "x-ms-blob-content-md5": _b64(md5),
+                **headers,
+            },
+            body=data,
+        )
 
     async def _put_blocks(
         self,
         container: str,
         key: str,
         data: bytes,
-        whole_md5: Awaitable[bytes],
-        conditions: dict[str, str],
+        block_ids: list[str],
+        offsets: list[int],
         block_size: int,
-    ) -> Response:
-        # Ids must all have the same length; a fresh prefix keeps concurrent uploads apart.
-        upload = uuid.uuid4().hex
+    ) -> Response | None:
+        """Stage every block; the answer to return when the container is missing, else None.
+
+        Any other failure raises: a staged block changes nothing anyone can read.
+        """
         view = memoryview(data)
-        offsets = list(range(0, len(data), block_size))
-        block_ids = [_b64(f"{upload}-{i:06d}".encode()) for i in range(len(offsets))]
 
         async def put_block(block_id: str, start: int) -> Response:
             chunk = view[start : start + block_size]  # sent as is: no copy
@@ -537,49 +735,100 @@ class AzureBlobAdapter:
             )
 
         results = await _gather_limited(
-            [put_block(b, s) for b, s in zip(block_ids, offsets, strict=True)], self.max_concurrency
+            [functools.partial(put_block, b, s) for b, s in zip(block_ids, offsets, strict=True)],
+            self.max_concurrency,
         )
         for resp in results:
-            if resp.status != 201:
-                return resp  # the caller maps it (or creates the container and retries)
+            if resp.status == 201:
+                continue
+            if resp.status == 404 and error_details(resp.headers, resp.body)[0] == (
+                "ContainerNotFound"
+            ):
+                return replace(resp, ambiguous=False)  # no block can have changed the blob
+            raise_for_status(
+                resp.status,
+                resp.headers,
+                resp.body,
+                action="put block",
+                container=container,
+                key=key,
+            )
+        return None
+
+    async def _put_block_list(
+        self,
+        container: str,
+        key: str,
+        block_ids: list[str],
+        whole_md5: Awaitable[bytes],
+        headers: dict[str, str],
+    ) -> Response | Failure:
         body = block_list_xml(block_ids)
-        headers = {
-            "Content-MD5": _b64(_md5(body)),
-            "x-ms-blob-content-md5": _b64(await whole_md5),
-            **conditions,
-        }
-        return await self._send(
+        return await self._send_outcome(
             "PUT",
             container,
             key,
             action="put block list",
             query=[("comp", "blocklist")],
-            headers=headers,
+            headers={
+                "Content-MD5": _b64(_md5(body)),
+                "x-ms-blob-content-md5": _b64(await whole_md5),
+                **headers,
+            },
             body=body,
         )
 
     async def delete(self, container: str, key: str, *, if_match: str | None = None) -> None:
-        """Delete the blob; a missing blob is a no-op unless ``if_match`` is given."""
+        """Delete the blob; a missing blob is a no-op unless ``if_match`` is given.
+
+        With ``if_match``, a lost answer is settled from storage: the key gone is success,
+        still at ``if_match`` means the delete did not land, another version raises
+        OutcomeUnknownError.
+        """
         validate_container_name(container)
-        headers = {"If-Match": if_match} if if_match is not None else {}
-        resp = await self._send("DELETE", container, key, action="delete", headers=headers)
-        if resp.status in (200, 202):
-            return
         if if_match is None:
-            if resp.status == 404:
-                return
-        elif resp.status in (404, 412):
-            # Azure answers 404 for a missing blob, Azurite 412. After an attempt that may
-            # have landed, "gone" means our delete did it.
-            if resp.ambiguous and (resp.status == 404 or await self.head(container, key) is None):
-                return
-            raise ConcurrencyError(
-                "delete: the key was changed or deleted since it was read",
-                container=container,
-                key=key,
+            resp = await self._send("DELETE", container, key, action="delete")
+            if resp.status not in (200, 202, 404):
+                self._raise_outcome(resp, action="delete", container=container, key=key)
+            return
+        maybe_landed = False
+        for _ in range(1 + MAX_UNLANDED_RETRIES):
+            outcome = await self._send_outcome(
+                "DELETE", container, key, action="delete", headers={"If-Match": if_match}
             )
-        raise_for_status(
-            resp.status, resp.headers, resp.body, action="delete", container=container, key=key
+            if isinstance(outcome, Response) and outcome.status in (200, 202):
+                return
+            # Azure answers 404 for a missing blob, Azurite 412.
+            conflict = isinstance(outcome, Response) and outcome.status in (404, 412)
+            maybe_landed = maybe_landed or outcome.ambiguous
+            if not maybe_landed:
+                if conflict:
+                    raise ConcurrencyError(
+                        "delete: the key was changed or deleted since it was read",
+                        container=container,
+                        key=key,
+                    )
+                self._raise_outcome(outcome, action="delete", container=container, key=key)
+            if isinstance(outcome, Response) and outcome.status == 404:
+                return  # gone, which is what we wanted (very likely our own earlier attempt)
+            stored = await self._stored_version(container, key, "delete")
+            logger.debug("delete %r/%r after a lost answer: stored %s", container, key, stored)
+            if stored is None:
+                return
+            if stored[0] != normalize_etag(if_match):
+                raise OutcomeUnknownError(
+                    "delete: an attempt's answer was lost and another writer has changed the "
+                    "key since, so the delete may or may not have been applied",
+                    container=container,
+                    key=key,
+                )
+            if not conflict:
+                self._raise_outcome(outcome, action="delete", container=container, key=key)
+        raise ConcurrencyError(
+            f"delete: conflicts in {1 + MAX_UNLANDED_RETRIES} rounds although the stored "
+            "version is the one expected; nothing was deleted",
+            container=container,
+            key=key,
         )
 
     async def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
@@ -622,5 +871,8 @@ class AzureBlobAdapter:
                 return
 
     async def close(self) -> None:
-        """Close the HTTP session; safe to call twice, and the adapter stays usable."""
+        """Close the HTTP session for good; safe to call twice.
+
+        Requests still running fail with StorageError, and so does every later call.
+        """
         await self._client.close()
