@@ -38,7 +38,8 @@ class MemoryAdapter:
     def __repr__(self) -> str:
         return f"MemoryAdapter(containers={sorted(self._containers)})"
 
-    def validate_container(self, container: str) -> str:
+    @staticmethod
+    def validate_container(container: str) -> str:
         """Check a container name (one folder name) before any I/O."""
         return validate_folder_container(container)
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from azurite import DEV_KEY, Azurite, new_container_name
@@ -18,7 +19,7 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
-from asyncblobdict.adapters.base import Adapter
+from asyncblobdict.adapters.base import CREATE, Adapter, Update
 
 pytestmark = pytest.mark.azure
 
@@ -36,6 +37,11 @@ TRICKY = [
 ]
 
 
+async def _data_etag(adapter: Any, container: str, key: str) -> tuple[bytes, str | None]:
+    data, info = await adapter.get(container, key)
+    return data, info.etag
+
+
 async def test_protocol_roundtrip(azure_adapter: AzureBlobAdapter, azure_container: str) -> None:
     a, c = azure_adapter, azure_container
     assert isinstance(a, Adapter)
@@ -45,7 +51,7 @@ async def test_protocol_roundtrip(azure_adapter: AzureBlobAdapter, azure_contain
     assert [i async for i in a.list(c)] == []
     await a.delete(c, "k")  # missing container and key: no-op
     etag = await a.put(c, "k", b"value")  # creates the container
-    data, got = await a.get(c, "k")
+    data, got = await _data_etag(a, c, "k")
     assert (data, got) == (b"value", etag)
     info = await a.head(c, "k")
     assert info is not None
@@ -57,7 +63,7 @@ async def test_protocol_roundtrip(azure_adapter: AzureBlobAdapter, azure_contain
         ("k", 5, etag, info.content_md5)
     ]
     etag2 = await a.put(c, "k", b"")
-    assert etag2 != etag and await a.get(c, "k") == (b"", etag2)
+    assert etag2 != etag and await _data_etag(a, c, "k") == (b"", etag2)
     await a.delete(c, "k")
     assert await a.head(c, "k") is None
     with pytest.raises(BlobNotFoundError):
@@ -67,21 +73,21 @@ async def test_protocol_roundtrip(azure_adapter: AzureBlobAdapter, azure_contain
 
 async def test_conditions(azure_adapter: AzureBlobAdapter, azure_container: str) -> None:
     a, c = azure_adapter, azure_container
-    e1 = await a.put(c, "k", b"one", if_none_match=True)
+    e1 = await a.put(c, "k", b"one", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await a.put(c, "k", b"two", if_none_match=True)
-    e2 = await a.put(c, "k", b"two", if_match=e1)
+        await a.put(c, "k", b"two", condition=CREATE)
+    e2 = await a.put(c, "k", b"two", condition=Update(e1))
     with pytest.raises(ConcurrencyError):
-        await a.put(c, "k", b"stale", if_match=e1)
-    assert await a.get(c, "k") == (b"two", e2)
+        await a.put(c, "k", b"stale", condition=Update(e1))
+    assert await _data_etag(a, c, "k") == (b"two", e2)
     with pytest.raises(ConcurrencyError):
-        await a.delete(c, "k", if_match=e1)
-    assert await a.get(c, "k") == (b"two", e2)
+        await a.delete(c, "k", condition=Update(e1))
+    assert await _data_etag(a, c, "k") == (b"two", e2)
     with pytest.raises(ConcurrencyError):
-        await a.put(c, "missing", b"x", if_match=e2)
+        await a.put(c, "missing", b"x", condition=Update(e2))
     with pytest.raises(ConcurrencyError):
-        await a.delete(c, "missing", if_match=e2)
-    await a.delete(c, "k", if_match=e2)
+        await a.delete(c, "missing", condition=Update(e2))
+    await a.delete(c, "k", condition=Update(e2))
     assert await a.head(c, "k") is None
     assert await a.head(c, "missing") is None
 
@@ -114,7 +120,7 @@ async def test_tricky_names_round_trip(
 ) -> None:
     for key in TRICKY:
         etag = await azure_adapter.put(azure_container, key, key.encode())
-        assert await azure_adapter.get(azure_container, key) == (key.encode(), etag)
+        assert await _data_etag(azure_adapter, azure_container, key) == (key.encode(), etag)
         info = await azure_adapter.head(azure_container, key)
         assert info is not None and info.key == key
     listed = {i.key async for i in azure_adapter.list(azure_container)}
@@ -135,30 +141,30 @@ async def test_blocks_and_ranges_small_sizes(
     for size in (999, 1000, 1001, 1400, 1401, 5000):
         data = os.urandom(size)
         etag = await a.put(azure_container, f"s{size}", data)
-        assert await a.get(azure_container, f"s{size}") == (data, etag)
+        assert await _data_etag(a, azure_container, f"s{size}") == (data, etag)
         info = await a.head(azure_container, f"s{size}")
         assert info is not None and info.content_md5 == hashlib.md5(data).digest()
-    e = await a.put(azure_container, "s5000", b"x" * 3000, if_match=etag)
+    e = await a.put(azure_container, "s5000", b"x" * 3000, condition=Update(etag))
     with pytest.raises(ConcurrencyError):
-        await a.put(azure_container, "s5000", b"y" * 3000, if_match=etag)
+        await a.put(azure_container, "s5000", b"y" * 3000, condition=Update(etag))
     with pytest.raises(ConcurrencyError):
-        await a.put(azure_container, "s5000", b"y" * 3000, if_none_match=True)
-    assert await a.get(azure_container, "s5000") == (b"x" * 3000, e)
+        await a.put(azure_container, "s5000", b"y" * 3000, condition=CREATE)
+    assert await _data_etag(a, azure_container, "s5000") == (b"x" * 3000, e)
 
 
 @pytest.mark.slow
 async def test_64_mib_value(azure_adapter: AzureBlobAdapter, azure_container: str) -> None:
     data = os.urandom(64 * 1024 * 1024 + 123)
     etag = await azure_adapter.put(azure_container, "big", data)
-    got, got_etag = await azure_adapter.get(azure_container, "big")
+    got, got_etag = await _data_etag(azure_adapter, azure_container, "big")
     assert got_etag == etag and got == data
     info = await azure_adapter.head(azure_container, "big")
     assert info is not None and info.size == len(data)
     assert info.content_md5 == hashlib.md5(data).digest()
-    etag2 = await azure_adapter.put(azure_container, "big", data[::-1], if_match=etag)
+    etag2 = await azure_adapter.put(azure_container, "big", data[::-1], condition=Update(etag))
     with pytest.raises(ConcurrencyError):
-        await azure_adapter.put(azure_container, "big", data, if_match=etag)
-    assert (await azure_adapter.get(azure_container, "big"))[1] == etag2
+        await azure_adapter.put(azure_container, "big", data, condition=Update(etag))
+    assert (await azure_adapter.get(azure_container, "big"))[1].etag == etag2
 
 
 async def test_wrong_key_is_authentication_error(

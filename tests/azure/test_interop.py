@@ -55,7 +55,8 @@ async def test_sdk_writes_we_read(azurite: Azurite, azure_container: str, size: 
         result = await blob.upload_blob(data, max_concurrency=4)
         sdk_etag = result["etag"]
     adapter = azurite.new_adapter()
-    got, etag = await adapter.get(azure_container, key)
+    got, info = await adapter.get(azure_container, key)
+    etag = info.etag
     assert got == data and etag == sdk_etag
     info = await adapter.head(azure_container, key)
     assert info is not None and info.etag == sdk_etag and info.size == size
@@ -84,7 +85,8 @@ async def test_sdk_generated_sas_works(
         ),
     ):
         etag = await adapter.put(azure_container, "sas key", b"via sas")
-        assert await adapter.get(azure_container, "sas key") == (b"via sas", etag)
+        data, info = await adapter.get(azure_container, "sas key")
+        assert (data, info.etag) == (b"via sas", etag)
         assert [i.key async for i in adapter.list(azure_container)] == ["sas key"]
         assert signature not in repr(adapter)
         await adapter.close()

@@ -23,10 +23,12 @@ from asyncblobdict import (
     AsyncBlobStore,
     BlobNotFoundError,
     ConcurrencyError,
+    InvalidKeyError,
     OutcomeUnknownError,
     StorageError,
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
+from asyncblobdict.adapters.base import CREATE, Update
 
 pytestmark = pytest.mark.azure
 
@@ -87,9 +89,9 @@ async def env(rel_azurite: AzuriteInfo) -> AsyncIterator[Env]:
 async def condition(env: Env, mode: str) -> dict[str, Any]:
     """Prepare KEY for a write of ``mode`` and return that write's precondition."""
     if mode == "create":
-        return {"if_none_match": True}
+        return {"condition": CREATE}
     etag = await env.direct.put(env.container, KEY, b"0")
-    return {"if_match": etag} if mode == "update" else {}
+    return {"condition": Update(etag)} if mode == "update" else {}
 
 
 def write_request(env: Env, size: str) -> str:
@@ -111,8 +113,9 @@ def b_increments(env: Env, data: bytes) -> Callable[[], Any]:
     """B reads what is stored (A's write, when it landed) and replaces it conditionally."""
 
     async def write() -> None:
-        _, etag = await env.direct.get(env.container, KEY)
-        await env.direct.put(env.container, KEY, data, if_match=etag)
+        _, info = await env.direct.get(env.container, KEY)
+        assert info.etag is not None
+        await env.direct.put(env.container, KEY, data, condition=Update(info.etag))
 
     return write
 
@@ -282,17 +285,20 @@ async def test_clean_conflict_is_a_concurrency_error_without_a_check(env: Env, m
 
 
 async def test_token_is_not_reported_as_user_metadata(env: Env) -> None:
-    """The token is stored as blob metadata, a fresh one per put; the adapter's listing and
-    head keep reporting what they did (the token is internal)."""
+    """The token is stored as blob metadata, a fresh one per put, but head and get report
+    only the user's own metadata, and a user cannot write the reserved name."""
     env.rule("PUT", times=None)
     adapter = env.adapter()
     await adapter.put(env.container, KEY, b"1")
-    await adapter.put(env.container, KEY, b"2")
+    await adapter.put(env.container, KEY, b"2", metadata={"Mine": "yes"})
     tokens = [h[TOKEN] for h in env.proxy.rules[0].seen]
     assert len(tokens) == 2 and tokens[0] != tokens[1]
     info = await adapter.head(env.container, KEY)
     assert info is not None and info.size == 1
-    assert not hasattr(info, "metadata")
+    assert dict(info.metadata) == {"mine": "yes"}
+    assert dict((await adapter.get(env.container, KEY))[1].metadata) == {"mine": "yes"}
+    with pytest.raises(InvalidKeyError):
+        await adapter.put(env.container, KEY, b"3", metadata={"AbdToken": "forged"})
 
 
 # ------------------------------------------------------------------------- deletes
@@ -308,7 +314,7 @@ async def test_delete_that_never_arrived_while_b_wrote_is_outcome_unknown(env: E
 
 async def test_delete_landed_then_b_recreated_is_outcome_unknown(env: Env) -> None:
     cond = await condition(env, "update")
-    env.rule("DELETE", fault="reset_after", after=b_writes(env, b"2", if_none_match=True))
+    env.rule("DELETE", fault="reset_after", after=b_writes(env, b"2", condition=CREATE))
     with pytest.raises(OutcomeUnknownError):
         await env.adapter().delete(env.container, KEY, **cond)
     assert await env.stored() == b"2"

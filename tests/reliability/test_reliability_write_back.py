@@ -49,7 +49,7 @@ class Failing:
     def validate_container(self, container: str) -> str:
         return self.inner.validate_container(container)  # type: ignore[no-any-return]
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
         self._gate(container, key)
         return await self.inner.get(container, key)  # type: ignore[no-any-return]
 
@@ -69,6 +69,13 @@ class Failing:
         self._gate(container, None)
         async for info in self.inner.list(container, prefix):
             yield info
+
+    async def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        self._gate(container, None)
+        async for name in self.inner.list_names(container, prefix, delimiter=delimiter):
+            yield name
 
     async def close(self) -> None:
         await self.inner.close()

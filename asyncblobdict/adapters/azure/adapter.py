@@ -14,8 +14,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
-from ...errors import ConcurrencyError, OutcomeUnknownError, StorageError
-from ..base import BlobInfo
+from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
+from ..base import (
+    OVERWRITE,
+    BlobInfo,
+    Create,
+    Precondition,
+    Update,
+    check_delimiter,
+    validate_content_type,
+    validate_metadata,
+)
 from .auth import (
     AsyncTokenCredential,
     Authorizer,
@@ -36,6 +45,7 @@ from .listing import (
     decode_md5,
     normalize_etag,
     parse_blob_list,
+    parse_blob_names,
     parse_http_date,
 )
 from .names import blob_path, validate_container_name
@@ -75,6 +85,24 @@ class _Verdict(enum.Enum):
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
 _T = TypeVar("_T")
+
+
+def _blob_info(key: str, resp: Response, size: int, md5: bytes | None) -> BlobInfo:
+    """The properties a GET or HEAD answer carries (our write token left out)."""
+    metadata = {
+        name.lower()[10:]: value
+        for name, value in resp.headers.items()
+        if name.lower().startswith("x-ms-meta-") and name.lower() != _TOKEN_HEADER
+    }
+    return BlobInfo(
+        key,
+        size,
+        normalize_etag(resp.header("ETag")),
+        parse_http_date(resp.header("Last-Modified")),
+        md5,
+        resp.header("Content-Type"),
+        metadata,
+    )
 
 
 def _b64(raw: bytes) -> str:
@@ -416,8 +444,8 @@ class AzureBlobAdapter:
 
     # --- protocol --------------------------------------------------------------------------
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
-        """Return the blob's bytes and ETag; large blobs are read as parallel ranges."""
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        """Return the blob's bytes and properties; large blobs are read as parallel ranges."""
         validate_container_name(container)
         for _ in range(MAX_READ_RESTARTS):
             result = await self._get_once(container, key)
@@ -429,7 +457,7 @@ class AzureBlobAdapter:
             key=key,
         )
 
-    async def _get_once(self, container: str, key: str) -> tuple[bytes, str] | None:
+    async def _get_once(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         chunk = self.read_chunk_size
         resp = await self._send(
             "GET", container, key, action="get", headers={"x-ms-range": f"bytes=0-{chunk - 1}"}
@@ -485,7 +513,7 @@ class AzureBlobAdapter:
                 key=key,
                 error_code="Md5Mismatch",
             )
-        return data, etag
+        return data, _blob_info(key, resp, total, expected)
 
     async def _get_ranges(
         self,
@@ -558,11 +586,10 @@ class AzureBlobAdapter:
             raise_for_status(
                 resp.status, resp.headers, resp.body, action="head", container=container, key=key
             )
-        return BlobInfo(
+        return _blob_info(
             key,
+            resp,
             int(resp.header("Content-Length") or 0),
-            normalize_etag(resp.header("ETag")),
-            parse_http_date(resp.header("Last-Modified")),
             decode_md5(resp.header("Content-MD5")),
         )
 
@@ -572,8 +599,9 @@ class AzureBlobAdapter:
         key: str,
         data: bytes,
         *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Upload ``data`` whole (one Put Blob, or blocks committed at once); return the ETag.
 
@@ -582,10 +610,23 @@ class AzureBlobAdapter:
         OutcomeUnknownError.
         """
         validate_container_name(container)
+        names = validate_metadata(metadata)
+        if TOKEN_METADATA in names:
+            raise InvalidKeyError(
+                f"metadata name {TOKEN_METADATA!r} is reserved for asyncblobdict",
+                container=container,
+                key=key,
+            )
+        content_type = validate_content_type(content_type)
         data = bytes(data)
         token = uuid.uuid4().hex
+        if_match = condition.etag if isinstance(condition, Update) else None
+        if_none_match = isinstance(condition, Create)
         # One token and one condition for every attempt of this put.
-        headers = {_TOKEN_HEADER: token}
+        headers = {f"x-ms-meta-{name}": value for name, value in names.items()}
+        headers[_TOKEN_HEADER] = token
+        if content_type is not None:
+            headers["x-ms-blob-content-type"] = content_type
         if if_match is not None:
             headers["If-Match"] = if_match
         if if_none_match:
@@ -778,14 +819,22 @@ class AzureBlobAdapter:
             body=body,
         )
 
-    async def delete(self, container: str, key: str, *, if_match: str | None = None) -> None:
-        """Delete the blob; a missing blob is a no-op unless ``if_match`` is given.
+    async def delete(
+        self, container: str, key: str, *, condition: Precondition = OVERWRITE
+    ) -> None:
+        """Delete the blob; a missing blob is a no-op unless the condition is ``Update``.
 
-        With ``if_match``, a lost answer is settled from storage: the key gone is success,
-        still at ``if_match`` means the delete did not land, another version raises
-        OutcomeUnknownError.
+        With ``Update(etag)``, a lost answer is settled from storage: the key gone is
+        success, still at ``etag`` means the delete did not land, another version raises
+        OutcomeUnknownError. ``CREATE`` deletes nothing and raises ConcurrencyError if the
+        key exists.
         """
         validate_container_name(container)
+        if isinstance(condition, Create):
+            if await self.head(container, key) is not None:
+                raise ConcurrencyError("key already exists", container=container, key=key)
+            return
+        if_match = condition.etag if isinstance(condition, Update) else None
         if if_match is None:
             resp = await self._send("DELETE", container, key, action="delete")
             if resp.status not in (200, 202, 404):
@@ -867,6 +916,54 @@ class AzureBlobAdapter:
                 ) from None
             for info in infos:
                 yield info
+            if not marker:
+                return
+
+    async def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield blob names (and, with ``delimiter="/"``, folder prefixes) in sorted order.
+
+        Folders come from the service's own BlobPrefix answer, so one level of a large
+        container costs one page per thousands of names, not a walk of every blob.
+        """
+        validate_container_name(container)
+        check_delimiter(delimiter)
+        marker: str | None = None
+        while True:
+            query = [
+                ("restype", "container"),
+                ("comp", "list"),
+                ("maxresults", str(self.list_page_size)),
+            ]
+            if prefix:
+                query.append(("prefix", prefix))
+            if delimiter:
+                query.append(("delimiter", delimiter))
+            if marker:
+                query.append(("marker", marker))
+            resp = await self._send("GET", container, None, action="list", query=query)
+            if resp.status == 404:
+                return
+            if resp.status != 200:
+                raise_for_status(
+                    resp.status,
+                    resp.headers,
+                    resp.body,
+                    action="list",
+                    container=container,
+                    key=None,
+                )
+            try:
+                names, marker = parse_blob_names(resp.body)
+            except ValueError as exc:
+                raise StorageError(
+                    f"list failed: unreadable answer ({exc})",
+                    container=container,
+                    request_id=resp.header("x-ms-request-id"),
+                ) from None
+            for name in names:
+                yield name
             if not marker:
                 return
 

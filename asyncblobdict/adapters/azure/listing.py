@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -12,7 +14,14 @@ from xml.sax.saxutils import escape
 
 from ..base import BlobInfo
 
-__all__ = ["block_list_xml", "decode_md5", "normalize_etag", "parse_blob_list", "parse_http_date"]
+__all__ = [
+    "block_list_xml",
+    "decode_md5",
+    "normalize_etag",
+    "parse_blob_list",
+    "parse_blob_names",
+    "parse_http_date",
+]
 
 
 def normalize_etag(value: str | None) -> str | None:
@@ -72,6 +81,37 @@ def parse_blob_list(body: bytes) -> tuple[list[BlobInfo], str | None]:
         infos.append(BlobInfo(name, size, etag, last_modified, md5))
     marker = root.findtext("NextMarker") or None
     return infos, marker
+
+
+_NAME = re.compile(r"<Name( [^>]*)?>([^<]*)</Name>")
+_NEXT_MARKER = re.compile(r"<NextMarker>([^<]*)</NextMarker>")
+
+
+def parse_blob_names(body: bytes) -> tuple[list[str], str | None]:
+    """Blob names and folder prefixes of one List Blobs page, in the service's order, and
+    the next page's marker (None at the end).
+
+    A plain scan, not an XML tree: every ``<Name>`` of a page belongs to a ``<Blob>`` or a
+    ``<BlobPrefix>`` (metadata, whose names are free, is never requested here). Raises
+    ValueError for an answer that is not a List Blobs page.
+    """
+    text = body.decode("utf-8")
+    start = text.find("<Blobs")
+    if start < 0 or "<EnumerationResults" not in text[:start]:
+        raise ValueError("no <Blobs> element")
+    end = text.find("</Blobs>", start)
+    section = text[start:] if end < 0 else text[start:end]
+    names = []
+    for match in _NAME.finditer(section):
+        attrs, name = match.groups()
+        if "&" in name:
+            name = html.unescape(name)
+        # Names with characters XML cannot carry come percent-encoded (version 2020-06-12+).
+        if attrs and 'Encoded="true"' in attrs:
+            name = unquote(name)
+        names.append(name)
+    marker = _NEXT_MARKER.search(text, 0 if end < 0 else end)
+    return names, (html.unescape(marker.group(1)) or None) if marker else None
 
 
 def block_list_xml(block_ids: list[str]) -> bytes:
