@@ -53,6 +53,8 @@ def run_process(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    # This checkout's package, whatever copy is installed (the console script too).
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
     return subprocess.run(
         args, cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=120, check=False
@@ -741,7 +743,8 @@ def test_azure_without_aiohttp_names_the_extra(tmp_path: Path) -> None:
     result = run_process([PYTHON, "-c", code], tmp_path)
     assert result.returncode == 1
     err = result.stderr.decode()
-    assert one_line_error(err) and 'pip install "asyncblobdict[azure]"' in err
+    assert one_line_error(err) and 'pip install "aiohttp>=3.9,<4"' in err
+    assert "asyncblobdict[azure]" not in err  # from PyPI: the unrelated original library
 
 
 def test_argv_secrets_are_the_values_of_connection_string_options() -> None:

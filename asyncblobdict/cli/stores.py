@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..adapters.azure_connection import account_label
+from ..adapters.azure_connection import connection_string_secrets as secrets_of
 from ..adapters.base import Adapter
 from ..adapters.local import LocalFileAdapter
 
@@ -19,6 +20,7 @@ __all__ = [
     "StoreSpec",
     "UsageError",
     "UserError",
+    "account_label",
     "open_adapter",
     "parse_address",
     "resolve_conn_str",
@@ -70,41 +72,6 @@ class StoreSpec:
         if self.kind == "local":
             return ("local", os.path.realpath(self.root), self.container)
         return ("azure", self.conn_str, self.container)
-
-
-def _conn_fields(conn_str: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in conn_str.split(";"):
-        name, sep, value = part.partition("=")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
-    return fields
-
-
-def account_label(conn_str: str) -> str:
-    """Which account a connection string names, safe to print."""
-    fields = _conn_fields(conn_str)
-    if fields.get("usedevelopmentstorage", "").lower() == "true":
-        return "development storage"
-    if "accountname" in fields:
-        return f"account {fields['accountname']}"
-    endpoint = fields.get("blobendpoint", "")
-    # Never a user:password@ part (the adapter refuses one, but this label may come first).
-    match = re.match(r"[a-z]+://(?:[^/?;@]*@)?([^/?;@]+)", endpoint, re.IGNORECASE)
-    return f"endpoint {match.group(1)}" if match else "account"
-
-
-def secrets_of(conn_str: str) -> list[str]:
-    """The secret parts of a connection string (to hide them from any message)."""
-    if not conn_str:
-        return []
-    fields = _conn_fields(conn_str)
-    found = [conn_str]
-    for name in ("accountkey", "sharedaccesssignature"):
-        if fields.get(name):
-            found.append(fields[name])
-    found += re.findall(r"(?i)[?&;]sig=([^&;\s]+)", conn_str)
-    return found
 
 
 def resolve_conn_str(
