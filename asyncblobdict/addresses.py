@@ -77,7 +77,9 @@ class StoreLocation:
     ``make_adapter()`` builds the adapter (it does no I/O). ``label`` says where, for people
     and logs, and never holds a secret; ``identity`` is equal for two locations that hold the
     same data (the label when left out); ``secrets`` are strings to hide from any message,
-    such as the connection string the location was made from.
+    such as the connection string the location was made from. ``shared``: ``make_adapter``
+    returns an adapter that outlives the store (a named memory adapter), which the store
+    must not close.
     """
 
     label: str
@@ -85,6 +87,7 @@ class StoreLocation:
     make_adapter: Callable[[], Adapter] = field(repr=False, compare=False)
     identity: Hashable = None
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    shared: bool = False
 
     def __post_init__(self) -> None:
         if self.identity is None:
@@ -149,6 +152,7 @@ def memory_location(name: str, container: str) -> StoreLocation:
         container=container,
         make_adapter=lambda: _memory_adapter(name),
         identity=("memory", name, container),
+        shared=True,
     )
 
 
@@ -336,11 +340,13 @@ def open_store(address: str, **options: Any) -> AsyncBlobStore:
 
     ``options`` that ``AsyncBlobStore`` takes (``cache_mode``, ``concurrency_mode``...) go to
     the store, the others to the scheme (``durable=False`` for ``local:``,
-    ``connection_string=`` for ``azure:``...). The store owns its adapter: closing the store
-    closes it. No I/O happens until the store is used.
+    ``connection_string=`` for ``azure:``...). The store owns its adapter (closing the store
+    closes it) unless the adapter is shared, as a named memory adapter is. No I/O happens
+    until the store is used.
     """
     store_parameters = _store_parameters()
     store_options = {k: v for k, v in options.items() if k in store_parameters}
     location = locate(address, **{k: v for k, v in options.items() if k not in store_parameters})
+    store_options.setdefault("owns_adapter", not location.shared)
     logger.debug("opening store %s", location.label)
     return AsyncBlobStore(location.make_adapter(), location.container, **store_options)

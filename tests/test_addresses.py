@@ -45,6 +45,7 @@ async def test_local_address_is_root_and_container(
         assert isinstance(store.adapter, LocalFileAdapter)
         assert store.container_name == "box"
         assert store.cache_mode is CacheMode.WRITE_THROUGH  # a store option
+        assert store.owns_adapter
         await store.set_binary("a/b", b"bytes")
     assert (tmp_path / "data" / "box" / "a" / "b").read_bytes() == b"bytes"
     # A trailing slash, an absolute path, and the default root "." are the same rule.
@@ -88,6 +89,7 @@ async def test_memory_name_is_shared_in_the_process() -> None:
     async with open_store(f"memory:{name}/box") as again, open_store(f"memory:{name}/c2") as c2:
         assert await again.get_json("k") == {"v": 1}
         assert c2.adapter is again.adapter and isinstance(again.adapter, MemoryAdapter)
+        assert not again.owns_adapter  # the process keeps it; no store may close it
         assert await c2.list_keys() == []
     # Another name (or none) is another adapter.
     async with open_store(f"memory:{unique('space')}/box") as other:

@@ -285,9 +285,11 @@ async def _run_cp(args: argparse.Namespace) -> int:
                 report=report,
             )
         finally:
-            await dst_adapter.close()
+            if not dst.location.shared:
+                await dst_adapter.close()
     finally:
-        await src_adapter.close()
+        if not src.location.shared:
+            await src_adapter.close()
     echo(_summary(stats, src, dst, args.dry_run))
     for key in stats.vanished:
         err(f"{PROG}: warning: {key!r} was deleted from the source during the copy")

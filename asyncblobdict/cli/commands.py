@@ -23,7 +23,8 @@ __all__ = ["cmd_demo", "cmd_get", "cmd_ls", "cmd_put", "cmd_rm", "store_of"]
 
 def store_of(spec: StoreSpec, **options: object) -> AsyncBlobStore:
     """A store on ``spec`` (no cache, no ETags unless asked); close it with ``async with``."""
-    return AsyncBlobStore(open_adapter(spec), spec.container, **options)  # type: ignore[arg-type]
+    owns = not spec.location.shared
+    return AsyncBlobStore(open_adapter(spec), spec.container, owns_adapter=owns, **options)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------- demo
