@@ -1,17 +1,20 @@
 """asyncblobdict: an async key-value store for JSON and binary values.
 
-Local files (standard library only), memory, or Azure Blob Storage (``pip install
-"asyncblobdict[azure]"``), with caching and ETag optimistic concurrency. Importing this package
+Local files (standard library only), memory, or Azure Blob Storage (needs aiohttp: ``pip install
+".[azure]"`` in a clone), with caching and ETag optimistic concurrency. Importing this package
 loads the standard library alone; ``AzureBlobAdapter`` loads aiohttp on first use.
+``open_store("local:./data/box")`` opens a store by address (see ``asyncblobdict.addresses``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .adapters.azure_connection import ConnectionStringError
 from .adapters.base import Adapter, BlobInfo
 from .adapters.local import LocalFileAdapter
 from .adapters.memory import MemoryAdapter
+from .addresses import StoreLocation, open_store, register_scheme
 from .errors import (
     AsyncBlobDictError,
     AuthenticationError,
@@ -40,13 +43,17 @@ __all__ = [
     "CacheMode",
     "ConcurrencyError",
     "ConcurrencyMode",
+    "ConnectionStringError",
     "InvalidKeyError",
     "LocalFileAdapter",
     "MemoryAdapter",
     "OutcomeUnknownError",
     "SerializationError",
     "StorageError",
+    "StoreLocation",
     "SyncResult",
+    "open_store",
+    "register_scheme",
 ]
 
 __version__ = "0.2.0"

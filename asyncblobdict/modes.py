@@ -9,7 +9,7 @@ __all__ = ["CacheMode", "ConcurrencyMode", "SyncResult"]
 
 
 class CacheMode(Enum):
-    """How the store caches values (see the README's cache section)."""
+    """How the store caches values (see docs/cache-and-concurrency.md)."""
 
     NONE = "none"
     """Every read and write goes to storage."""

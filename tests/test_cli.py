@@ -53,6 +53,8 @@ def run_process(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    # This checkout's package, whatever copy is installed (the console script too).
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
     return subprocess.run(
         args, cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=120, check=False
@@ -156,15 +158,14 @@ def test_bare_azure_option_reads_the_environment(
 
 def test_parse_address() -> None:
     spec = parse_address("local:./local_blob_storage/demo_container", None)
-    assert (spec.kind, spec.root, spec.container) == (
-        "local",
-        "./local_blob_storage",
+    assert (spec.describe(), spec.container) == (
+        "local:./local_blob_storage/demo_container",
         "demo_container",
     )
     spec = parse_address("local:box/", None)
-    assert (spec.root, spec.container) == (".", "box")
+    assert (spec.describe(), spec.container) == ("local:./box", "box")
     spec = parse_address("azure:demo", "UseDevelopmentStorage=true")
-    assert (spec.kind, spec.container) == ("azure", "demo")
+    assert spec.container == "demo"
     assert "UseDevelopmentStorage" not in repr(spec)
     assert spec.describe() == "azure:demo (development storage)"
     for bad in ("local:", "azure:", "azure:a/b", "demo", "local:..", "ftp:x"):
@@ -422,6 +423,40 @@ def test_cp_missing_source_is_a_user_error(cli: Callable[..., tuple[int, str, st
     code, _, err = cli("cp", "local:nowhere/box", "local:dst/box")
     assert code == 1
     assert "does not exist" in one_line_error(err)
+
+
+def test_cp_uses_the_librarys_scheme_registry(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scheme registered with the library is a cp address too: one place knows the schemes.
+    from asyncblobdict import addresses, register_scheme
+
+    monkeypatch.setattr(addresses, "_SCHEMES", dict(addresses._SCHEMES))
+    name = f"cli{os.urandom(4).hex()}"
+    source = addresses.memory_location(name, "box")
+    asyncio.run(_fill_adapter(source.make_adapter(), {"a": b"1", "b/c": b"22"}))
+    register_scheme("mine", lambda target: addresses.memory_location(name, target))
+    code, out, err = cli("cp", "mine:box", "local:dst/box")
+    assert (code, err) == (0, "")
+    assert out.startswith("copied 2 keys (3 bytes)") and "from memory:" in out
+    assert read_local(tmp_path / "dst", "box", "b/c") == b"22"
+    code, _, err = cli("cp", "mine:box", "mine:box")
+    assert code == 2 and "same store" in err
+
+
+async def _fill_adapter(adapter: Any, values: dict[str, bytes]) -> None:
+    async with AsyncBlobStore(adapter, "box") as store:
+        for key, data in values.items():
+            await store.set_binary(key, data)
+
+
+def test_cp_address_env_names_the_variable(cli: Callable[..., tuple[int, str, str]]) -> None:
+    fill(Path("src"), "box", {"k": b"v"})
+    code, _, err = cli("cp", "local:src/box", "azure:demo?env=NO_SUCH_CONN_VAR")
+    assert code == 2
+    assert "set NO_SUCH_CONN_VAR" in err and "--to-azure CONNSTR" in err
+    code, _, err = cli("cp", "local:src/box", f"azure:demo?env={KEY_CONN}")
+    assert code == 2 and "env=" in err and ACCOUNT_KEY not in err
 
 
 def test_cp_progress_is_quiet_without_a_terminal(tmp_path: Path) -> None:
@@ -713,6 +748,31 @@ def test_cp_local_to_azurite_and_back(
 
 
 @pytest.mark.azure
+def test_cp_reads_the_account_from_the_addresss_env_variable(
+    cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    azurite_conn_str: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fill(tmp_path / "src", "box", {"k": b"v"})
+    container = _container("env")
+    monkeypatch.setenv("BACKUP_CONN", azurite_conn_str)  # AZURE_CONN_STR stays unset
+    code, out, err = cli("cp", "local:src/box", f"azure:{container}?env=BACKUP_CONN")
+    assert (code, err) == (0, "")
+    assert out.startswith("copied 1 key") and f"to azure:{container} (" in out
+    assert "?env" not in out
+    code, out, _ = cli("cp", f"azure:{container}?env=BACKUP_CONN", "local:back/box")
+    assert code == 0 and read_local(tmp_path / "back", "box", "k") == b"v"
+    # A wrong key in that variable: refused (exit 3), and never shown.
+    wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    fields = dict(part.split("=", 1) for part in azurite_conn_str.strip(";").split(";"))
+    fields["AccountKey"] = wrong_key
+    monkeypatch.setenv("BACKUP_CONN", ";".join(f"{k}={v}" for k, v in fields.items()))
+    code, out, err = cli("--debug", "cp", "local:src/box", f"azure:{container}?env=BACKUP_CONN")
+    assert code == 3 and wrong_key not in out + err
+
+
+@pytest.mark.azure
 def test_cp_to_azurite_as_a_process(tmp_path: Path, azurite_conn_str: str) -> None:
     fill(tmp_path / "local_blob_storage", "demo_container", {"a": b"1", "b": b"2"})
     container = _container("proc")
@@ -741,7 +801,8 @@ def test_azure_without_aiohttp_names_the_extra(tmp_path: Path) -> None:
     result = run_process([PYTHON, "-c", code], tmp_path)
     assert result.returncode == 1
     err = result.stderr.decode()
-    assert one_line_error(err) and 'pip install "asyncblobdict[azure]"' in err
+    assert one_line_error(err) and 'pip install "aiohttp>=3.9,<4"' in err
+    assert "asyncblobdict[azure]" not in err  # from PyPI: the unrelated original library
 
 
 def test_argv_secrets_are_the_values_of_connection_string_options() -> None:

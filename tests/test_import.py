@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-CHECK = """
-import sys
+REPO = Path(__file__).resolve().parents[1]
+# -I keeps the environment out; the path makes the child import this checkout's package, not
+# whichever copy is installed.
+THIS_CHECKOUT = f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+
+CHECK = (
+    THIS_CHECKOUT
+    + """
 before = set(sys.modules)
 import asyncblobdict
 from asyncblobdict import *  # noqa: F403
 new = {m.split(".")[0] for m in set(sys.modules) - before}
 print(sorted(m for m in new if m not in sys.stdlib_module_names and m != "asyncblobdict"))
 """
+)
 
 
 def test_import_loads_only_the_standard_library() -> None:
@@ -47,7 +55,7 @@ def test_public_names() -> None:
 
 
 def test_azure_adapter_without_aiohttp_names_the_extra() -> None:
-    code = (
+    code = THIS_CHECKOUT + (
         "import sys; sys.modules['aiohttp'] = None\n"
         "import asyncblobdict\n"
         "try:\n"
@@ -56,7 +64,11 @@ def test_azure_adapter_without_aiohttp_names_the_extra() -> None:
         "    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
-    assert 'pip install "asyncblobdict[azure]"' in out.stdout, out.stdout + out.stderr
+    # How to get aiohttp for this code: the extra from a clone, or aiohttp itself; never
+    # "asyncblobdict[azure]", which from PyPI installs the unrelated original library.
+    assert 'pip install "aiohttp>=3.9,<4"' in out.stdout, out.stdout + out.stderr
+    assert 'pip install ".[azure]"' in out.stdout
+    assert "asyncblobdict[azure]" not in out.stdout
 
 
 @pytest.mark.parametrize("name", ["Nope", "azure"])
@@ -65,3 +77,27 @@ def test_unknown_attribute(name: str) -> None:
 
     with pytest.raises(AttributeError):
         getattr(asyncblobdict, name)
+
+
+def test_connection_strings_parse_without_aiohttp() -> None:
+    # The command line and open_store read connection strings: that must not need aiohttp.
+    code = THIS_CHECKOUT + (
+        "sys.modules['aiohttp'] = None  # as if it were not installed\n"
+        "from asyncblobdict.adapters.azure_connection import account_label, "
+        "parse_connection_string\n"
+        "info = parse_connection_string('UseDevelopmentStorage=true')\n"
+        "print(info.account_name, account_label('AccountName=acct;AccountKey=a2V5'))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["devstoreaccount1", "account", "acct"], out.stderr
+
+
+def test_the_old_connection_module_is_the_same_parser() -> None:
+    pytest.importorskip("aiohttp")
+    from asyncblobdict.adapters import azure_connection
+    from asyncblobdict.adapters.azure import ConnectionStringError, connection
+
+    assert connection.parse_connection_string is azure_connection.parse_connection_string
+    assert ConnectionStringError is azure_connection.ConnectionStringError
+    for name in azure_connection.__all__:
+        assert getattr(connection, name) is getattr(azure_connection, name)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .._redact import redact
+from ..adapters.local import LocalFileAdapter
 from ..errors import (
     AsyncBlobDictError,
     BlobNotFoundError,
@@ -54,9 +55,10 @@ stores:
   --local DIR        a local folder (the container is a sub-folder)
   --azure [CONNSTR]  an Azure account; alone it reads ${AZURE_CONN_ENV};
                      'UseDevelopmentStorage=true' is Azurite on 127.0.0.1:10000
-cp addresses:
+cp addresses (as asyncblobdict.open_store reads them):
   local:DIR/CONTAINER   e.g. local:./local_blob_storage/demo_container
   azure:CONTAINER       account from --azure, --from-azure/--to-azure or ${AZURE_CONN_ENV}
+  azure:CONTAINER?env=VARIABLE   account from $VARIABLE
 exit codes:
   0 ok, 1 user error (missing key, bad key, bad JSON), 2 usage, 3 storage or auth failure
 """
@@ -154,8 +156,8 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     rm.add_argument("-f", "--force", action="store_true", help="no error for missing keys")
 
     cp = command("cp", "copy all keys (or a prefix) from one store to another")
-    cp.add_argument("src", metavar="SRC", help="local:DIR/CONTAINER or azure:CONTAINER")
-    cp.add_argument("dst", metavar="DST", help="local:DIR/CONTAINER or azure:CONTAINER")
+    cp.add_argument("src", metavar="SRC", help="local:DIR/CONTAINER or azure:CONTAINER[?env=VAR]")
+    cp.add_argument("dst", metavar="DST", help="local:DIR/CONTAINER or azure:CONTAINER[?env=VAR]")
     cp.add_argument("--prefix", default="", help="only keys starting with PREFIX")
     cp.add_argument(
         "-j", "--jobs", type=_positive_int, default=8, metavar="N", help="keys in flight (8)"
@@ -235,6 +237,8 @@ def _cp_specs(args: argparse.Namespace) -> tuple[StoreSpec, StoreSpec]:
     azure = _opt(args, "azure")
     src = parse_address(args.src, args.from_azure or azure, "--from-azure")
     dst = parse_address(args.dst, args.to_azure or azure, "--to-azure")
+    # An address's ?env=VARIABLE may have brought a connection string the options did not.
+    args.location_secrets = [*src.secrets, *dst.secrets]
     if src.identity() == dst.identity():
         raise UsageError("source and destination are the same store")
     return src, dst
@@ -242,8 +246,6 @@ def _cp_specs(args: argparse.Namespace) -> tuple[StoreSpec, StoreSpec]:
 
 async def _run_cp(args: argparse.Namespace) -> int:
     src, dst = _cp_specs(args)
-    if src.kind == "local" and not os.path.isdir(os.path.join(src.root, src.container)):
-        raise UserError(f"source {src.describe()} does not exist")
     verbose: bool = args.verbose or args.dry_run
 
     def report(action: str, key: str, size: int) -> None:
@@ -260,6 +262,11 @@ async def _run_cp(args: argparse.Namespace) -> int:
 
     src_adapter = open_adapter(src)
     try:
+        if (
+            isinstance(src_adapter, LocalFileAdapter)
+            and not (src_adapter.root / src.container).is_dir()
+        ):
+            raise UserError(f"source {src.describe()} does not exist")
         dst_adapter = open_adapter(dst)
         try:
             for spec, adapter in ((src, src_adapter), (dst, dst_adapter)):
@@ -278,9 +285,11 @@ async def _run_cp(args: argparse.Namespace) -> int:
                 report=report,
             )
         finally:
-            await dst_adapter.close()
+            if not dst.location.shared:
+                await dst_adapter.close()
     finally:
-        await src_adapter.close()
+        if not src.location.shared:
+            await src_adapter.close()
     echo(_summary(stats, src, dst, args.dry_run))
     for key in stats.vanished:
         err(f"{PROG}: warning: {key!r} was deleted from the source during the copy")
@@ -334,7 +343,9 @@ def _secrets(args: argparse.Namespace | None, argv: Sequence[str] = ()) -> list[
     values = [os.environ.get(AZURE_CONN_ENV, "")]
     if args is not None:
         values += [_opt(args, name) or "" for name in ("azure", "from_azure", "to_azure")]
-    return [secret for value in values for secret in secrets_of(value)] + _argv_secrets(argv)
+        values += _opt(args, "location_secrets") or ()
+    found = [secret for value in values for secret in secrets_of(value)]
+    return found + _argv_secrets(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

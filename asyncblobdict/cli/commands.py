@@ -18,12 +18,13 @@ from ..store import AsyncBlobStore
 from .output import echo, err, write_bytes
 from .stores import StoreSpec, UserError, open_adapter
 
-__all__ = ["cmd_demo", "cmd_get", "cmd_ls", "cmd_put", "cmd_rm", "open_store"]
+__all__ = ["cmd_demo", "cmd_get", "cmd_ls", "cmd_put", "cmd_rm", "store_of"]
 
 
-def open_store(spec: StoreSpec, **options: object) -> AsyncBlobStore:
+def store_of(spec: StoreSpec, **options: object) -> AsyncBlobStore:
     """A store on ``spec`` (no cache, no ETags unless asked); close it with ``async with``."""
-    return AsyncBlobStore(open_adapter(spec), spec.container, **options)  # type: ignore[arg-type]
+    owns = not spec.location.shared
+    return AsyncBlobStore(open_adapter(spec), spec.container, owns_adapter=owns, **options)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -31,7 +32,7 @@ def open_store(spec: StoreSpec, **options: object) -> AsyncBlobStore:
 
 async def cmd_demo(spec: StoreSpec) -> int:
     """The README's quick start, narrated: JSON, binary, list, delete, BlobNotFoundError."""
-    async with open_store(
+    async with store_of(
         spec, cache_mode=CacheMode.WRITE_THROUGH, concurrency_mode=ConcurrencyMode.ETAG
     ) as store:
         echo(f"Store: {spec.describe()} (cache WRITE_THROUGH, concurrency ETAG)")
@@ -80,7 +81,7 @@ def _format_time(when: datetime | None) -> str:
 
 async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
     """Print the keys starting with ``prefix``, sorted; ``long`` adds size, time and ETag."""
-    async with open_store(spec) as store:
+    async with store_of(spec) as store:
         validate_prefix(prefix, spec.container)
         adapter = store.adapter
         infos = sorted(
@@ -119,7 +120,7 @@ def _as_json(data: bytes) -> object:
 
 async def cmd_get(spec: StoreSpec, key: str, output: str | None, raw: bool) -> int:
     """JSON values pretty-printed; other bytes (or ``raw``) written exactly."""
-    async with open_store(spec) as store:
+    async with store_of(spec) as store:
         data = await store.get_binary(key)
     if output is not None and output != "-":
         try:
@@ -187,7 +188,7 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
         label = source
     if as_json:
         data = _json_bytes(data, label)
-    async with open_store(spec) as store:
+    async with store_of(spec) as store:
         await store.set_binary(key, data)
     echo(f"put: {key} ({len(data)} bytes{', JSON' if as_json else ''})")
     return 0
@@ -201,7 +202,7 @@ async def cmd_rm(spec: StoreSpec, keys: list[str], force: bool) -> int:
     for key in keys:
         validate_key(key, spec.container)
     missing: list[str] = []
-    async with open_store(spec) as store:
+    async with store_of(spec) as store:
         for key in keys:
             if not await store.exists(key):
                 if not force:

@@ -1,15 +1,21 @@
-"""Which store a command works on: the --local/--azure options and cp's store addresses."""
+"""Which store a command works on: the --local/--azure options and cp's store addresses.
+
+Addresses are read by the library's one registry of schemes (asyncblobdict.addresses); this
+module only maps the command line's options onto it.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Hashable
+from dataclasses import dataclass
 
+from ..adapters.azure_connection import ConnectionStringError, account_label
+from ..adapters.azure_connection import connection_string_secrets as secrets_of
 from ..adapters.base import Adapter
-from ..adapters.local import LocalFileAdapter
+from ..addresses import AZURE_CONN_ENV, StoreLocation, azure_location, local_location, locate
+from ..errors import InvalidKeyError
 
 __all__ = [
     "AZURE_CONN_ENV",
@@ -19,6 +25,7 @@ __all__ = [
     "StoreSpec",
     "UsageError",
     "UserError",
+    "account_label",
     "open_adapter",
     "parse_address",
     "resolve_conn_str",
@@ -27,7 +34,6 @@ __all__ = [
 
 DEFAULT_LOCAL_ROOT = "./local_blob_storage"
 DEFAULT_LOCAL_CONTAINER = "demo_container"
-AZURE_CONN_ENV = "AZURE_CONN_STR"
 AZURE_CONTAINER_ENV = "AZURE_CONTAINER"
 
 
@@ -41,70 +47,34 @@ class UserError(Exception):
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """One container of one backend. ``conn_str`` is a secret: never shown, not in the repr."""
+    """One container of one backend: where an address or the store options lead.
 
-    kind: Literal["local", "azure"]
-    container: str
-    root: str = ""
-    conn_str: str = field(default="", repr=False)
+    ``options`` are the store options that select it again (empty for a cp address).
+    Secrets stay in ``location.secrets``, out of every label and repr.
+    """
+
+    location: StoreLocation
+    options: str = ""
+
+    @property
+    def container(self) -> str:
+        return self.location.container
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.location.secrets
 
     def describe(self) -> str:
         """A human label without secrets: ``local:DIR/CONTAINER`` or ``azure:CONTAINER (...)``."""
-        if self.kind == "local":
-            return f"local:{os.path.join(self.root, self.container)}"
-        return f"azure:{self.container} ({account_label(self.conn_str)})"
+        return self.location.label
 
     def cli_options(self) -> str:
         """The store options that select this store again (secrets left to the environment)."""
-        if self.kind == "azure":
-            return f"--azure --container {shlex.quote(self.container)} "
-        options = ""
-        if os.path.normpath(self.root) != os.path.normpath(DEFAULT_LOCAL_ROOT):
-            options += f"--local {shlex.quote(self.root)} "
-        if self.container != DEFAULT_LOCAL_CONTAINER:
-            options += f"--container {shlex.quote(self.container)} "
-        return options
+        return self.options
 
-    def identity(self) -> tuple[str, str, str]:
+    def identity(self) -> Hashable:
         """Equal for two specs that name the same stored data."""
-        if self.kind == "local":
-            return ("local", os.path.realpath(self.root), self.container)
-        return ("azure", self.conn_str, self.container)
-
-
-def _conn_fields(conn_str: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in conn_str.split(";"):
-        name, sep, value = part.partition("=")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
-    return fields
-
-
-def account_label(conn_str: str) -> str:
-    """Which account a connection string names, safe to print."""
-    fields = _conn_fields(conn_str)
-    if fields.get("usedevelopmentstorage", "").lower() == "true":
-        return "development storage"
-    if "accountname" in fields:
-        return f"account {fields['accountname']}"
-    endpoint = fields.get("blobendpoint", "")
-    # Never a user:password@ part (the adapter refuses one, but this label may come first).
-    match = re.match(r"[a-z]+://(?:[^/?;@]*@)?([^/?;@]+)", endpoint, re.IGNORECASE)
-    return f"endpoint {match.group(1)}" if match else "account"
-
-
-def secrets_of(conn_str: str) -> list[str]:
-    """The secret parts of a connection string (to hide them from any message)."""
-    if not conn_str:
-        return []
-    fields = _conn_fields(conn_str)
-    found = [conn_str]
-    for name in ("accountkey", "sharedaccesssignature"):
-        if fields.get(name):
-            found.append(fields[name])
-    found += re.findall(r"(?i)[?&;]sig=([^&;\s]+)", conn_str)
-    return found
+        return self.location.identity
 
 
 def resolve_conn_str(
@@ -131,43 +101,40 @@ def store_from_options(local: str | None, azure: str | None, container: str | No
         container = container or os.environ.get(AZURE_CONTAINER_ENV, "")
         if not container:
             raise UsageError(f"--azure needs --container NAME (or set {AZURE_CONTAINER_ENV})")
-        return StoreSpec("azure", container, conn_str=conn)
-    return StoreSpec(
-        "local", container or DEFAULT_LOCAL_CONTAINER, root=local or DEFAULT_LOCAL_ROOT
-    )
+        return StoreSpec(
+            azure_location(container, connection_string=conn),
+            f"--azure --container {shlex.quote(container)} ",
+        )
+    root = local or DEFAULT_LOCAL_ROOT
+    container = container or DEFAULT_LOCAL_CONTAINER
+    options = ""
+    if os.path.normpath(root) != os.path.normpath(DEFAULT_LOCAL_ROOT):
+        options += f"--local {shlex.quote(root)} "
+    if container != DEFAULT_LOCAL_CONTAINER:
+        options += f"--container {shlex.quote(container)} "
+    return StoreSpec(local_location(root, container), options)
 
 
 def parse_address(text: str, conn_str: str | None, side_option: str = "--azure") -> StoreSpec:
-    """``local:DIR/CONTAINER`` (the last path segment is the container) or ``azure:CONTAINER``.
+    """A store address, as ``open_store`` reads it: ``local:DIR/CONTAINER``, ``azure:CONTAINER``...
 
-    ``conn_str`` is the Azure account for ``azure:`` (None or empty: $AZURE_CONN_STR).
+    ``conn_str`` is the account of an ``azure:`` address (None or empty: the address's own
+    ``?env=VARIABLE``, else $AZURE_CONN_STR).
     """
-    scheme, sep, rest = text.partition(":")
-    if not sep or scheme not in ("local", "azure") or not rest:
-        raise UsageError(f"bad store address {text!r}: use local:DIR/CONTAINER or azure:CONTAINER")
-    if scheme == "local":
-        path = rest.rstrip("/" + os.sep) or rest
-        root, container = os.path.split(path)
-        if not container or container in (".", ".."):
-            raise UsageError(
-                f"bad store address {text!r}: the last part of the path is the container, "
-                "as in local:./local_blob_storage/demo_container"
-            )
-        return StoreSpec("local", container, root=root or ".")
-    if "/" in rest:
-        raise UsageError(f"bad store address {text!r}: use azure:CONTAINER (no '/')")
-    return StoreSpec(
-        "azure", rest, conn_str=resolve_conn_str(conn_str, text, f"pass {side_option} CONNSTR")
-    )
+    options = {}
+    if conn_str and text.partition(":")[0].lower() == "azure":  # --azure goes to azure: alone
+        options["connection_string"] = conn_str
+    try:
+        return StoreSpec(locate(text, **options))
+    except InvalidKeyError as exc:
+        raise UsageError(str(exc)) from None
+    except ConnectionStringError as exc:
+        raise UsageError(f"{exc}; or pass {side_option} CONNSTR") from None
 
 
 def open_adapter(spec: StoreSpec) -> Adapter:
     """Make the adapter of ``spec``; Azure (and so aiohttp) is imported only here."""
-    if spec.kind == "local":
-        return LocalFileAdapter(spec.root)
     try:
-        from .. import AzureBlobAdapter
+        return spec.location.make_adapter()
     except ImportError as exc:
         raise UserError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
-    adapter: Adapter = AzureBlobAdapter.from_connection_string(spec.conn_str)
-    return adapter

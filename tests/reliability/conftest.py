@@ -1,9 +1,10 @@
 """Shared machinery of the reliability suite: sizes, result files, Azurite access, secrets.
 
-Every scenario's size comes from an environment variable (see the README, "Reliability");
+Every scenario's size comes from an environment variable (see docs/reliability.md);
 ``ABD_RELIABILITY_SCALE`` multiplies every default at once. Each scenario prints its counts
 and writes them to ``$ABD_RELIABILITY_RESULTS/<scenario>.json`` (default
-``.reliability-results/`` in the working directory), from which the README figures come.
+``.reliability-results/`` in the working directory), from which the figures in
+docs/reliability.md come.
 """
 
 from __future__ import annotations

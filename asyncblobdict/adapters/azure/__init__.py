@@ -1,6 +1,8 @@
 """Azure Blob Storage backend: a hand-written Blob REST client over aiohttp.
 
-Needs the ``azure`` extra (``pip install "asyncblobdict[azure]"``); the Azure SDK is never used.
+Needs aiohttp: ``pip install ".[azure]"`` in a clone of asyncblobdict, or
+``pip install "aiohttp>=3.9,<4"`` (not ``pip install "asyncblobdict[azure]"``: on PyPI that
+name is the unrelated original library). The Azure SDK is never used.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 try:
     import aiohttp  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError('AzureBlobAdapter needs aiohttp: pip install "asyncblobdict[azure]"') from exc
+    raise ImportError(
+        'AzureBlobAdapter needs aiohttp: pip install "aiohttp>=3.9,<4" '
+        '(or pip install ".[azure]" in a clone of asyncblobdict)'
+    ) from exc
 
 from .adapter import AzureBlobAdapter, Credential
 from .auth import AccessTokenLike, AsyncTokenCredential
