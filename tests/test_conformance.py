@@ -546,4 +546,6 @@ async def test_local_adapter(check: Check, tmp_path: Path) -> None:
 @pytest.mark.azure
 @pytest.mark.parametrize("check", CHECKS, ids=str)
 async def test_azure_adapter(check: Check, azurite: Any) -> None:
-    await check(lambda: azurite.new_adapter(list_page_size=2), page_size=2)
+    # Azurite lists in its own order (folders first within a page, UTF-16 order); the
+    # store sorts what it lists, so the adapter promises only "each name once".
+    await check(lambda: azurite.new_adapter(list_page_size=2), page_size=2, sorted_listing=False)

@@ -30,11 +30,13 @@ The contract, written once (``asyncblobdict.testing`` checks every rule of it):
     empty when the backend cannot list them cheaply), in the backend's order. Missing
     container: nothing.
 ``list_names(container, prefix="", *, delimiter=None) -> AsyncIterator[str]``
-    The names alone, as cheaply as the backend can. With ``delimiter="/"`` only one level:
-    keys directly below ``prefix``, and each deeper folder once, as its prefix ending in
-    ``/`` (``"a/"`` for the keys ``a/b`` and ``a/c``), in sorted order with the keys.
+    The names alone, as cheaply as the backend can, each once, in the same order as
+    ``list``. With ``delimiter="/"`` only one level: keys directly below ``prefix``, and
+    each deeper folder once, as its prefix ending in ``/`` (``"a/"`` for the keys ``a/b``
+    and ``a/c``). The store sorts what it lists; an adapter documents its own order.
 ``async close() -> None``
-    Release sessions and threads. Safe to call twice.
+    Release sessions and threads. Safe to call twice. Whether a closed adapter may be used
+    again is the adapter's to document (memory and local: yes; Azure: no, close is final).
 
 Metadata names are ASCII letters, digits and ``_``, not starting with a digit, compared
 without case (stored in lower case); values are printable ASCII. Use

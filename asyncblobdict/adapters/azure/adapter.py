@@ -199,8 +199,10 @@ class AzureBlobAdapter:
     - ``retry`` (:class:`RetryPolicy`), ``request_timeout`` (120 s per attempt),
       ``connect_timeout`` (10 s), ``max_connections`` (64), ``api_version`` ("2025-11-05").
 
-    ``list`` yields keys in the service's order (UTF-8 binary order). A missing container
-    is created by the first ``put``.
+    ``list`` and ``list_names`` yield keys in the service's order (UTF-8 binary order on
+    Azure; Azurite lists folders first within a page and sorts by UTF-16). A missing
+    container is created by the first ``put``. A put without ``content_type`` stores the
+    service's default, ``application/octet-stream``.
 
     Retries (``retry``) cover 408, 429, 5xx, dropped connections and timeouts. A write
     whose answer was lost may still have been applied, so its outcome is settled from
