@@ -18,6 +18,7 @@ from .addresses import StoreLocation, open_store, register_scheme
 from .errors import (
     AsyncBlobDictError,
     AuthenticationError,
+    BatchError,
     BlobNotFoundError,
     ConcurrencyError,
     InvalidKeyError,
@@ -38,6 +39,7 @@ __all__ = [
     "AsyncBlobDictError",
     "AsyncBlobStore",
     "AuthenticationError",
+    "BatchError",
     "BlobInfo",
     "BlobNotFoundError",
     "CacheMode",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AsyncBlobDictError",
+    "BatchError",
     "AuthenticationError",
     "BlobNotFoundError",
     "ConcurrencyError",
@@ -111,3 +112,25 @@ class OutcomeUnknownError(StorageError):
     provably land): another writer changed the key meanwhile. The store never re-applies an
     ``update_json`` function after this error; read the key again to see what it holds.
     """
+
+
+class BatchError(AsyncBlobDictError):
+    """Some keys of a batch failed; every other key was still done.
+
+    ``errors`` maps each failed key to its exception (one of this tree); ``results`` holds
+    what the batch produced for the keys that succeeded (the values, for ``get_many``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        errors: dict[str, AsyncBlobDictError],
+        results: dict[str, object],
+        *,
+        container: str | None = None,
+    ) -> None:
+        self.errors = errors
+        self.results = results
+        shown = ", ".join(f"{key!r}: {type(exc).__name__}" for key, exc in list(errors.items())[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        super().__init__(f"{message}: {shown}{more}", container=container)

@@ -10,7 +10,7 @@ import random
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
@@ -29,7 +29,13 @@ from .adapters.base import (
     validate_metadata,
 )
 from .cache import ABSENT, KeyState, KeyTable
-from .errors import AsyncBlobDictError, BlobNotFoundError, ConcurrencyError, SerializationError
+from .errors import (
+    AsyncBlobDictError,
+    BatchError,
+    BlobNotFoundError,
+    ConcurrencyError,
+    SerializationError,
+)
 from .keys import validate_key, validate_prefix
 from .modes import CacheMode, ConcurrencyMode, SyncResult
 
@@ -107,6 +113,7 @@ class AsyncBlobStore:
         cache_max_bytes: int | None = 256 * 1024 * 1024,
         etag_memory: int | None = 100_000,
         sync_concurrency: int = 16,
+        batch_concurrency: int = 32,
         owns_adapter: bool = True,
     ) -> None:
         if not isinstance(adapter, Adapter):
@@ -117,6 +124,9 @@ class AsyncBlobStore:
         self.concurrency_mode = ConcurrencyMode(concurrency_mode)
         if sync_concurrency < 1:
             raise ValueError("sync_concurrency must be at least 1")
+        if batch_concurrency < 1:
+            raise ValueError("batch_concurrency must be at least 1")
+        self.batch_concurrency = batch_concurrency
         adapter.validate_container(container_name)
         self.adapter: Adapter = adapter
         self.container_name: str = container_name
@@ -570,6 +580,102 @@ class AsyncBlobStore:
     def _copy(self, key: str, value: Any) -> Any:
         """A fresh copy of a caller's object, so ``fn`` never mutates the caller's own."""
         return self._decode(key, self._encode(key, value))
+
+    # ---------------------------------------------------------------- batches
+
+    async def get_many(
+        self,
+        keys: Iterable[str],
+        *,
+        default: Any = _NO_DEFAULT,
+        concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """The JSON values of ``keys``, read ``concurrency`` at a time (``batch_concurrency``).
+
+        A missing key is left out, or maps to ``default`` when one is given. Every key goes
+        through the store's cache and concurrency modes as ``get_json`` would. If some keys
+        fail, the others are still read and BatchError reports each failure (its
+        ``results`` holds the values read).
+        """
+        return await self._batch(keys, self.get_json, default, concurrency, "get_many")
+
+    async def get_many_binary(
+        self,
+        keys: Iterable[str],
+        *,
+        default: Any = _NO_DEFAULT,
+        concurrency: int | None = None,
+    ) -> dict[str, bytes]:
+        """The stored bytes of ``keys``, as :meth:`get_many` does for JSON."""
+        return await self._batch(keys, self.get_binary, default, concurrency, "get_many_binary")
+
+    async def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        concurrency: int | None = None,
+    ) -> None:
+        """Store every ``key: value`` as JSON, ``concurrency`` at a time.
+
+        Every key is checked and every value encoded before anything is written (a bad one
+        raises at once and nothing is written). Each write honours the store's modes as
+        ``set_json`` does; if some fail, the others are still written and BatchError reports
+        each failure.
+        """
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        encoded = {}
+        for key, value in pairs:
+            self._check_open()
+            validate_key(key, self.container_name)
+            encoded[key] = self._encode(key, value)
+        extra = _extra(JSON_CONTENT_TYPE, None)
+
+        async def write(key: str) -> None:
+            await self._write(key, encoded[key], extra)
+
+        await self._batch(encoded, write, _NO_DEFAULT, concurrency, "set_many")
+
+    async def delete_many(self, keys: Iterable[str], *, concurrency: int | None = None) -> None:
+        """Delete every key (missing ones are no-ops), ``concurrency`` at a time; failures
+        as for :meth:`set_many`."""
+        await self._batch(keys, self.delete, _NO_DEFAULT, concurrency, "delete_many")
+
+    async def _batch(
+        self,
+        keys: Iterable[str],
+        operation: Callable[[str], Awaitable[_T]],
+        default: Any,
+        concurrency: int | None,
+        name: str,
+    ) -> dict[str, _T]:
+        self._check_open()
+        unique = list(dict.fromkeys(keys))  # each key once, in the caller's order
+        for key in unique:
+            validate_key(key, self.container_name)
+        limit = self.batch_concurrency if concurrency is None else concurrency
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        results: dict[str, _T] = {}
+        errors: dict[str, AsyncBlobDictError] = {}
+
+        async def one(key: str) -> None:
+            try:
+                results[key] = await operation(key)
+            except BlobNotFoundError:
+                if default is not _NO_DEFAULT:
+                    results[key] = default
+            except AsyncBlobDictError as exc:  # reported with the others, never abandoned
+                errors[key] = exc
+
+        await gather_bounded([functools.partial(one, key) for key in unique], limit)
+        if errors:
+            raise BatchError(
+                f"{name}: {len(errors)} of {len(unique)} key(s) failed",
+                errors,
+                dict(results),
+                container=self.container_name,
+            )
+        return {key: results[key] for key in unique if key in results}
 
     # -------------------------------------------------------------- write-back
 
