@@ -819,3 +819,20 @@ def test_account_label_never_shows_a_password() -> None:
 
     label = account_label(f"BlobEndpoint=https://user:{ACCOUNT_KEY}@acct.example.org/;x=1")
     assert label == "endpoint acct.example.org"
+
+
+async def test_copy_keeps_content_type_and_metadata() -> None:
+    from asyncblobdict import MemoryAdapter
+    from asyncblobdict.cli.copy import copy_keys
+
+    src, dst = MemoryAdapter(), MemoryAdapter()
+    await src.put("a", "img", b"\x89PNG", content_type="image/png", metadata={"owner": "ops"})
+    await src.put("a", "raw", b"plain")
+    stats = await copy_keys(src, "a", dst, "b", jobs=2)
+    assert (stats.copied, stats.skipped, stats.failed) == (2, 0, [])
+    info = await dst.head("b", "img")
+    assert info is not None
+    assert (info.content_type, dict(info.metadata)) == ("image/png", {"owner": "ops"})
+    assert (await dst.get("b", "raw"))[0] == b"plain"
+    again = await copy_keys(src, "a", dst, "b")
+    assert (again.copied, again.skipped) == (0, 2)
