@@ -45,6 +45,7 @@ class Gated:
         self.inner = inner
         self.hold_after_write: asyncio.Event | None = None
         self.landed = 0
+        self.landing = asyncio.Condition()  # notified whenever a write lands
         self.in_flight = 0
         self.head_hook: Callable[[str], Any] | None = None
 
@@ -67,7 +68,7 @@ class Gated:
         self.in_flight += 1
         try:
             etag = await self.inner.put(container, key, data, **kw)
-            self.landed += 1
+            await self._landed()
             if self.hold_after_write is not None:
                 await self.hold_after_write.wait()
             return etag
@@ -78,11 +79,21 @@ class Gated:
         self.in_flight += 1
         try:
             await self.inner.delete(container, key, **kw)
-            self.landed += 1
+            await self._landed()
             if self.hold_after_write is not None:
                 await self.hold_after_write.wait()
         finally:
             self.in_flight -= 1
+
+    async def _landed(self) -> None:
+        async with self.landing:
+            self.landed += 1
+            self.landing.notify_all()
+
+    async def wait_landed(self, count: int) -> None:
+        """Wait until ``count`` writes have landed in all (30 s at most: a hang is a bug)."""
+        async with self.landing:
+            await asyncio.wait_for(self.landing.wait_for(lambda: self.landed >= count), 30)
 
     def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
         return self.inner.list(container, prefix)
@@ -99,14 +110,8 @@ class Gated:
 async def _cancel_after_landing(gated: Gated, operation: Any) -> None:
     """Run ``operation``, cancel it once its write landed but before it answered."""
     gated.hold_after_write = asyncio.Event()
-    landed = gated.landed
     task = asyncio.ensure_future(operation)
-    for _ in range(10_000):
-        if gated.landed != landed:
-            break
-        await asyncio.sleep(0.001)
-    else:
-        raise AssertionError("the operation never wrote to storage")
+    await gated.wait_landed(gated.landed + 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -162,20 +167,23 @@ async def test_4_write_back_update_refreshes_cached_value(store_factory: Factory
 async def test_5_set_during_update_json_is_not_dropped(store_factory: Factory) -> None:
     mine = store_factory(cache_mode="write_back", concurrency_mode="etag")
     await _other_writer(store_factory, "k", 1)
-    release = asyncio.Event()
+    release, started = asyncio.Event(), asyncio.Event()
     calls = 0
 
     async def slow_increment(v: int) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
+            started.set()
             await release.wait()
         return v + 1
 
     updating = asyncio.ensure_future(mine.update_json("k", slow_increment))
-    await asyncio.sleep(0.01)
+    await started.wait()
     setting = asyncio.ensure_future(mine.set_json("k", 100))
-    await asyncio.sleep(0.01)
+    for _ in range(3):
+        await asyncio.sleep(0)  # let it reach the key's queue (no I/O before that)
+    assert not setting.done()
     await _other_writer(store_factory, "k", 50)  # makes the update's first attempt conflict
     release.set()
     assert await updating == 51
@@ -242,10 +250,11 @@ async def test_10_background_sync_overlapping_close(tmp_path: Path) -> None:
         await store.set_json(f"k{i}", i + 100)
     gated.hold_after_write = release = asyncio.Event()
     syncing = asyncio.ensure_future(store.sync())
-    while gated.landed < 21:  # some writes of the background sync landed, unanswered
-        await asyncio.sleep(0.001)
+    await gated.wait_landed(21)  # a write of the background sync landed, unanswered
     closing = asyncio.ensure_future(store.close())
-    await asyncio.sleep(0.05)
+    for _ in range(3):
+        await asyncio.sleep(0)  # close() now waits for the sync (no I/O before that)
+    assert not closing.done()
     release.set()
     await closing  # must not see the background sync's writes as conflicts
     await syncing
