@@ -31,6 +31,7 @@ from .identity import (
     WorkloadIdentityCredential,
 )
 from .retry import RetryPolicy
+from .sas import generate_sas
 
 __all__ = [
     "AccessToken",
@@ -49,4 +50,5 @@ __all__ = [
     "ManagedIdentityCredential",
     "RetryPolicy",
     "WorkloadIdentityCredential",
+    "generate_sas",
 ]
