@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from ...keys import validate_key
+from ..azure_connection import decode_account_key
 from .client import DEFAULT_API_VERSION
-from .connection import decode_account_key
 from .names import validate_container_name
 
 __all__ = ["SAS_VERSION", "generate_sas"]

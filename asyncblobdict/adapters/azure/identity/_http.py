@@ -24,6 +24,7 @@ from ._token import AccessToken, Fetched
 __all__ = [
     "Answer",
     "NetworkError",
+    "aadsts_code",
     "error_code_and_text",
     "parse_token_answer",
     "send",
