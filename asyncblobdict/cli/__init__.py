@@ -29,6 +29,7 @@ from .copy import CopyStats, copy_keys
 from .output import echo, err, human_bytes
 from .progress import Progress
 from .stores import (
+    AUTH_CHOICES,
     AZURE_CONN_ENV,
     StoreSpec,
     UsageError,
@@ -55,6 +56,10 @@ stores:
   --local DIR        a local folder (the container is a sub-folder)
   --azure [CONNSTR]  an Azure account; alone it reads ${AZURE_CONN_ENV};
                      'UseDevelopmentStorage=true' is Azurite on 127.0.0.1:10000
+  --account-url URL  an Azure account signed in with Microsoft Entra ID, e.g.
+                     https://myacct.blob.core.windows.net; --auth default (the
+                     environment, workload or managed identity, then az), cli (az login)
+                     or managed-identity
 cp addresses (as asyncblobdict.open_store reads them):
   local:DIR/CONTAINER   e.g. local:./local_blob_storage/demo_container
   azure:CONTAINER       account from --azure, --from-azure/--to-azure or ${AZURE_CONN_ENV}
@@ -104,6 +109,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
         metavar="CONNSTR",
         help=f"Azure connection string; alone, ${AZURE_CONN_ENV}",
     )
+    group.add_argument(
+        "--account-url", metavar="URL", help="Azure blob endpoint, signed in with Entra ID"
+    )
+    group.add_argument("--auth", choices=AUTH_CHOICES, help="how --account-url signs in")
     group.add_argument(
         "--container",
         metavar="NAME",
@@ -214,7 +223,13 @@ async def _run(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "cp":
         return await _run_cp(args)
-    spec = store_from_options(_opt(args, "local"), _opt(args, "azure"), _opt(args, "container"))
+    spec = store_from_options(
+        _opt(args, "local"),
+        _opt(args, "azure"),
+        _opt(args, "container"),
+        account_url=_opt(args, "account_url"),
+        auth=_opt(args, "auth"),
+    )
     if command == "demo":
         return await cmd_demo(spec)
     if command == "ls":
@@ -235,8 +250,9 @@ def _cp_specs(args: argparse.Namespace) -> tuple[StoreSpec, StoreSpec]:
             "--local and --container do not apply"
         )
     azure = _opt(args, "azure")
-    src = parse_address(args.src, args.from_azure or azure, "--from-azure")
-    dst = parse_address(args.dst, args.to_azure or azure, "--to-azure")
+    signin = {"account_url": _opt(args, "account_url"), "auth": _opt(args, "auth")}
+    src = parse_address(args.src, args.from_azure or azure, "--from-azure", **signin)
+    dst = parse_address(args.dst, args.to_azure or azure, "--to-azure", **signin)
     # An address's ?env=VARIABLE may have brought a connection string the options did not.
     args.location_secrets = [*src.secrets, *dst.secrets]
     if src.identity() == dst.identity():

@@ -18,6 +18,7 @@ from ..addresses import AZURE_CONN_ENV, StoreLocation, azure_location, local_loc
 from ..errors import InvalidKeyError
 
 __all__ = [
+    "AUTH_CHOICES",
     "AZURE_CONN_ENV",
     "AZURE_CONTAINER_ENV",
     "DEFAULT_LOCAL_CONTAINER",
@@ -35,6 +36,7 @@ __all__ = [
 DEFAULT_LOCAL_ROOT = "./local_blob_storage"
 DEFAULT_LOCAL_CONTAINER = "demo_container"
 AZURE_CONTAINER_ENV = "AZURE_CONTAINER"
+AUTH_CHOICES = ("default", "cli", "managed-identity")
 
 
 class UsageError(Exception):
@@ -92,10 +94,51 @@ def resolve_conn_str(
     return env
 
 
-def store_from_options(local: str | None, azure: str | None, container: str | None) -> StoreSpec:
-    """The store of a single-store command: --azure, else --local, else the default folder."""
-    if local is not None and azure is not None:
-        raise UsageError("use either --local or --azure, not both")
+def _signed_in_location(container: str, account_url: str, auth: str | None) -> StoreLocation:
+    """Container ``container`` at ``account_url``, signed in with Entra ID as ``auth`` says."""
+    if "?" in account_url:
+        raise UsageError("--account-url takes the blob endpoint alone, without a SAS")
+    try:
+        from ..adapters import azure
+    except ImportError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    credential: object
+    if auth == "cli":
+        credential = azure.AzureCliCredential()
+    elif auth == "managed-identity":
+        # As DefaultAzureCredential: AZURE_CLIENT_ID picks a user-assigned identity.
+        credential = azure.ManagedIdentityCredential(os.environ.get("AZURE_CLIENT_ID") or None)
+    else:
+        credential = azure.DefaultAzureCredential()
+    try:
+        return azure_location(container, account_url=account_url, credential=credential)
+    except ConnectionStringError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def store_from_options(
+    local: str | None,
+    azure: str | None,
+    container: str | None,
+    *,
+    account_url: str | None = None,
+    auth: str | None = None,
+) -> StoreSpec:
+    """The store of a single-store command: --azure or --account-url, else --local, else the
+    default folder."""
+    if auth is not None and account_url is None:
+        raise UsageError("--auth goes with --account-url URL")
+    if sum(option is not None for option in (local, azure, account_url)) > 1:
+        raise UsageError("use one of --local, --azure and --account-url")
+    if account_url is not None:
+        container = container or os.environ.get(AZURE_CONTAINER_ENV, "")
+        if not container:
+            raise UsageError(f"--account-url needs --container NAME (or set {AZURE_CONTAINER_ENV})")
+        return StoreSpec(
+            _signed_in_location(container, account_url, auth),
+            f"--account-url {shlex.quote(account_url)} --auth {auth or 'default'} "
+            f"--container {shlex.quote(container)} ",
+        )
     if azure is not None:
         conn = resolve_conn_str(azure)
         container = container or os.environ.get(AZURE_CONTAINER_ENV, "")
@@ -115,14 +158,24 @@ def store_from_options(local: str | None, azure: str | None, container: str | No
     return StoreSpec(local_location(root, container), options)
 
 
-def parse_address(text: str, conn_str: str | None, side_option: str = "--azure") -> StoreSpec:
+def parse_address(
+    text: str,
+    conn_str: str | None,
+    side_option: str = "--azure",
+    *,
+    account_url: str | None = None,
+    auth: str | None = None,
+) -> StoreSpec:
     """A store address, as ``open_store`` reads it: ``local:DIR/CONTAINER``, ``azure:CONTAINER``...
 
-    ``conn_str`` is the account of an ``azure:`` address (None or empty: the address's own
-    ``?env=VARIABLE``, else $AZURE_CONN_STR).
+    ``conn_str`` is the account of an ``azure:`` address (None or empty: ``account_url``
+    signed in as ``auth``, else the address's own ``?env=VARIABLE``, else $AZURE_CONN_STR).
     """
     options = {}
-    if conn_str and text.partition(":")[0].lower() == "azure":  # --azure goes to azure: alone
+    is_azure = text.partition(":")[0].lower() == "azure"
+    if is_azure and not conn_str and account_url is not None and "?" not in text:
+        return StoreSpec(_signed_in_location(text.partition(":")[2], account_url, auth))
+    if conn_str and is_azure:  # --azure goes to azure: alone
         options["connection_string"] = conn_str
     try:
         return StoreSpec(locate(text, **options))

@@ -18,13 +18,37 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from .adapter import AzureBlobAdapter, Credential
 from .auth import AccessTokenLike, AsyncTokenCredential
 from .connection import ConnectionStringError
+from .identity import (
+    AccessToken,
+    AzureCliCredential,
+    ChainedTokenCredential,
+    ClientCertificateCredential,
+    ClientSecretCredential,
+    CredentialUnavailableError,
+    DefaultAzureCredential,
+    EnvironmentCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
 from .retry import RetryPolicy
+from .sas import generate_sas
 
 __all__ = [
+    "AccessToken",
     "AccessTokenLike",
     "AsyncTokenCredential",
     "AzureBlobAdapter",
+    "AzureCliCredential",
+    "ChainedTokenCredential",
+    "ClientCertificateCredential",
+    "ClientSecretCredential",
     "ConnectionStringError",
     "Credential",
+    "CredentialUnavailableError",
+    "DefaultAzureCredential",
+    "EnvironmentCredential",
+    "ManagedIdentityCredential",
     "RetryPolicy",
+    "WorkloadIdentityCredential",
+    "generate_sas",
 ]

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 import re
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -198,6 +199,11 @@ class AzureBlobAdapter:
     - ``list_page_size`` (5000): blobs per List Blobs request.
     - ``retry`` (:class:`RetryPolicy`), ``request_timeout`` (120 s per attempt),
       ``connect_timeout`` (10 s), ``max_connections`` (64), ``api_version`` ("2025-11-05").
+    - ``ssl_context``: the ``ssl.SSLContext`` that verifies the server (default: the
+      system's trusted CAs), e.g. to trust a private CA or Azurite's certificate.
+
+    A credential passed in is not closed by :meth:`close`: it may serve other adapters,
+    and closing it stays with its owner (as with azure-identity).
 
     ``list`` and ``list_names`` yield keys in the service's order (UTF-8 binary order on
     Azure; Azurite lists folders first within a page and sorts by UTF-16). A missing
@@ -237,6 +243,7 @@ class AzureBlobAdapter:
         connect_timeout: float | None = 10.0,
         max_connections: int = 64,
         api_version: str = DEFAULT_API_VERSION,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 1 <= single_put_threshold <= MAX_SINGLE_PUT:
             raise ValueError(f"single_put_threshold must be between 1 and {MAX_SINGLE_PUT}")
@@ -264,6 +271,7 @@ class AzureBlobAdapter:
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
             max_connections=max_connections,
+            ssl_context=ssl_context,
         )
 
     @classmethod

@@ -6,17 +6,17 @@ headers) and adds what it needs. None of them shows its secret in a repr.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from ..._redact import redact
 from ...errors import AuthenticationError
+from .identity._token import STORAGE_SCOPE, AccessToken, Fetched, TokenCache, caches_tokens
 
 __all__ = [
     "STORAGE_SCOPE",
@@ -31,10 +31,6 @@ __all__ = [
     "canonicalized_resource",
     "string_to_sign",
 ]
-
-STORAGE_SCOPE = "https://storage.azure.com/.default"
-# Refresh a bearer token this long before it expires, so no request carries a dying token.
-TOKEN_REFRESH_MARGIN = 300.0
 
 
 @dataclass(slots=True)
@@ -212,51 +208,54 @@ class AsyncTokenCredential(Protocol):
 
 
 class BearerTokenAuth:
-    """Sends ``Authorization: Bearer`` with a token cached until 5 minutes before expiry."""
+    """Sends ``Authorization: Bearer`` with a token from ``credential``.
 
-    __slots__ = ("_credential", "_expires_on", "_lock", "_lock_loop", "_token")
+    This package's credentials cache their tokens themselves and are asked on every
+    request; any other (azure-identity's) goes through a :class:`TokenCache` here: one token
+    request at a time, refreshed ahead of expiry (at ``refresh_on`` when the token has one,
+    else 5 minutes before), an expired token never sent, and a failed early refresh keeping
+    the still-valid token.
+    """
+
+    __slots__ = ("_cache", "_credential")
 
     def __init__(self, credential: AsyncTokenCredential) -> None:
         self._credential = credential
-        self._token: str | None = None
-        self._expires_on = 0.0
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._cache = None if caches_tokens(credential) else TokenCache()
 
     def __repr__(self) -> str:
         return f"BearerTokenAuth(credential={type(self._credential).__name__})"
 
-    def _get_lock(self) -> asyncio.Lock:
-        # A lock belongs to one event loop; the adapter may be reused from a new loop.
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
+    def _failure(self, exc: Exception) -> AuthenticationError:
+        return AuthenticationError(
+            f"could not get an access token from {type(self._credential).__name__}: "
+            f"{type(exc).__name__}: {redact(str(exc))}"
+        )
 
-    def _fresh(self) -> str | None:
-        if self._token is not None and time.time() < self._expires_on - TOKEN_REFRESH_MARGIN:
-            return self._token
-        return None
+    async def _fetch(self) -> Fetched:
+        try:
+            access = await self._credential.get_token(STORAGE_SCOPE)
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from None
+        refresh_on = getattr(access, "refresh_on", None)  # azure-core's AccessTokenInfo
+        return Fetched(
+            AccessToken(access.token, int(access.expires_on)),
+            float(refresh_on) if isinstance(refresh_on, (int, float)) else None,
+        )
 
     async def token(self) -> str:
         """A valid token, fetched once for all concurrent callers."""
-        token = self._fresh()
-        if token is not None:
-            return token
-        async with self._get_lock():
-            token = self._fresh()
-            if token is not None:
-                return token
-            try:
-                access = await self._credential.get_token(STORAGE_SCOPE)
-            except Exception as exc:
-                raise AuthenticationError(
-                    f"could not get an access token from {type(self._credential).__name__}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-            self._token = access.token
-            self._expires_on = float(access.expires_on)
-            return access.token
+        if self._cache is not None:
+            return (await self._cache.get(self._fetch)).token
+        try:
+            access = await self._credential.get_token(STORAGE_SCOPE)
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from None
+        return access.token
 
     async def authorize(self, request: PreparedRequest) -> None:
         request.headers["Authorization"] = f"Bearer {await self.token()}"

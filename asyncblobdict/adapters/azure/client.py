@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
@@ -104,6 +105,7 @@ class BlobClient:
         request_timeout: float | None = 120.0,
         connect_timeout: float | None = 10.0,
         max_connections: int = 64,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(endpoint)
         self.endpoint = endpoint
@@ -114,6 +116,7 @@ class BlobClient:
         self.retry = retry if retry is not None else RetryPolicy()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
         self._max_connections = max_connections
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._keeper: AsyncGenerator[None, None] | None = None
@@ -139,7 +142,7 @@ class BlobClient:
             # it. Closing may wait, so look again afterwards.
             await self._close_session()
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
             # Stored bytes must come back as stored, and an unsigned Content-Type would
             # break the SharedKey signature of body-less PUTs.
             auto_decompress=False,
