@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/azurite.py
-from azurite import Azurite  # noqa: E402
+from azurite import Azurite
 
-from asyncblobdict import AsyncBlobStore  # noqa: E402
-from asyncblobdict.adapters.azure import AzureBlobAdapter  # noqa: E402
+from asyncblobdict import AsyncBlobStore
+from asyncblobdict.adapters.azure import AzureBlobAdapter
 
 
 async def one_round(conn: str, keys: int, batch_first: bool) -> tuple[float, float, float, float]:
