@@ -10,10 +10,11 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
+from ..._tasks import bounded_in_order, gather_bounded
 from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
 from ..base import (
     OVERWRITE,
@@ -122,40 +123,6 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
     if len(data) <= _HASH_ON_LOOP_MAX:
         return _md5(data)
     return await asyncio.to_thread(_md5, data)
-
-
-def _start_limited(
-    jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int
-) -> list[asyncio.Future[_T]]:
-    """Start one task per job, of which at most ``limit`` run at a time.
-
-    Jobs are factories, called only once a task holds the semaphore: a task cancelled while
-    it waits never made a coroutine, so none is left "never awaited".
-    """
-    semaphore = asyncio.Semaphore(limit)
-
-    async def run(job: Callable[[], Awaitable[_T]]) -> _T:
-        async with semaphore:
-            return await job()
-
-    return [asyncio.ensure_future(run(job)) for job in jobs]
-
-
-async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    """Cancel the tasks still running and wait until all have ended."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _gather_limited(jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int) -> list[_T]:
-    """Run ``jobs`` at most ``limit`` at a time; on the first failure cancel the rest."""
-    tasks = _start_limited(jobs, limit)
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        await _cancel_all(tasks)
-        raise
 
 
 def _make_auth(account_url: str, credential: object) -> tuple[str, str, Authorizer | None]:
@@ -529,27 +496,21 @@ class AzureBlobAdapter:
         Returns the whole content and its MD5 (None when there is nothing to check), or None
         if the blob changed during the read.
         """
-        tasks = _start_limited(
-            [
-                functools.partial(self._get_range, container, key, etag, start, end)
-                for start, end in ranges
-            ],
-            self.max_concurrency,
-        )
+        jobs = [
+            functools.partial(self._get_range, container, key, etag, start, end)
+            for start, end in ranges
+        ]
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
         parts = [first]
-        try:
+        async with bounded_in_order(jobs, self.max_concurrency) as pieces:
             if md5 is not None:
                 await asyncio.to_thread(md5.update, first)
-            for task in tasks:
-                piece = await task
+            async for piece in pieces:
                 if piece is None:
                     return None
                 parts.append(piece)
                 if md5 is not None:
                     await asyncio.to_thread(md5.update, piece)
-        finally:
-            await _cancel_all(tasks)
         return b"".join(parts), None if md5 is None else md5.digest()
 
     async def _get_range(
@@ -775,7 +736,7 @@ class AzureBlobAdapter:
                 body=chunk,
             )
 
-        results = await _gather_limited(
+        results = await gather_bounded(
             [functools.partial(put_block, b, s) for b, s in zip(block_ids, offsets, strict=True)],
             self.max_concurrency,
         )
