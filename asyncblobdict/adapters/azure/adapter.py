@@ -26,6 +26,7 @@ from ..base import (
     validate_content_type,
     validate_metadata,
 )
+from .aiohttp_transport import AiohttpTransport
 from .auth import (
     AsyncTokenCredential,
     Authorizer,
@@ -51,6 +52,7 @@ from .listing import (
 )
 from .names import blob_path, validate_container_name
 from .retry import RetryPolicy
+from .transport import Transport
 
 __all__ = ["TOKEN_METADATA", "AzureBlobAdapter", "Credential"]
 
@@ -165,6 +167,9 @@ class AzureBlobAdapter:
     - ``list_page_size`` (5000): blobs per List Blobs request.
     - ``retry`` (:class:`RetryPolicy`), ``request_timeout`` (120 s per attempt),
       ``connect_timeout`` (10 s), ``max_connections`` (64), ``api_version`` ("2025-11-05").
+    - ``transport``: how requests go over the wire (see
+      :mod:`asyncblobdict.adapters.azure.transport`); by default an aiohttp session per event
+      loop, built from the three options before. The adapter owns it and closes it.
 
     ``list`` yields keys in the service's order (UTF-8 binary order). A missing container
     is created by the first ``put``.
@@ -202,6 +207,7 @@ class AzureBlobAdapter:
         connect_timeout: float | None = 10.0,
         max_connections: int = 64,
         api_version: str = DEFAULT_API_VERSION,
+        transport: Transport | None = None,
     ) -> None:
         if not 1 <= single_put_threshold <= MAX_SINGLE_PUT:
             raise ValueError(f"single_put_threshold must be between 1 and {MAX_SINGLE_PUT}")
@@ -221,14 +227,14 @@ class AzureBlobAdapter:
         self.max_concurrency = max_concurrency
         self.read_chunk_size = read_chunk_size
         self.list_page_size = list_page_size
+        if transport is None:
+            transport = AiohttpTransport(
+                request_timeout=request_timeout,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+            )
         self._client = BlobClient(
-            endpoint,
-            auth,
-            api_version=api_version,
-            retry=retry,
-            request_timeout=request_timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
+            endpoint, auth, transport=transport, api_version=api_version, retry=retry
         )
 
     @classmethod
