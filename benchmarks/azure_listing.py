@@ -15,13 +15,20 @@ Each round parses both pages once per parser, in turn, and records process CPU t
 (``time.process_time``); the report gives the median over rounds, with min-max, in ms per
 10,000 keys. The SDK is imported only here (pip install ".[bench]").
 
-<!-- not-run: needs azure-storage-blob -->
-    python benchmarks/azure_listing.py [--rounds 9] [--json out.json]
+With ``--azurite``, the same four listings also run end to end against a private in-memory
+Azurite holding 10,000 blobs: AzureBlobAdapter.list and list_names against the SDK's
+ContainerClient.list_blobs and list_blob_names (async, api_version 2025-11-05, pages of
+5,000), interleaved in one process; the client's process CPU per listing is reported
+(Azurite's own CPU is in its own process and not counted).
+
+<!-- not-run: needs azure-storage-blob (and Node for --azurite) -->
+    python benchmarks/azure_listing.py [--rounds 9] [--azurite] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -37,11 +44,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from asyncblobdict.adapters.azure import listing
 
 PAGE = 5000
 KEYS = 10_000
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def page_xml(first: int, count: int, *, last: bool) -> bytes:
@@ -111,9 +121,87 @@ def check(parsers: dict[str, Callable[[bytes], Any]], pages: list[bytes]) -> Non
     assert names == [b.key for b in ours] and marker == "bench/key-005000.json"
 
 
+async def _populate(endpoint: str, container: str) -> None:
+    from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+    adapter = AzureBlobAdapter(endpoint, (ACCOUNT, KEY), max_concurrency=1)
+    semaphore = asyncio.Semaphore(32)
+
+    async def put(i: int) -> None:
+        async with semaphore:
+            await adapter.put(container, f"bench/key-{i:06d}.json", b"{}")
+
+    try:
+        await adapter.put(container, "bench/key-000000.json", b"{}")  # creates the container
+        await asyncio.gather(*(put(i) for i in range(1, KEYS)))
+    finally:
+        await adapter.close()
+
+
+async def _end_to_end(endpoint: str, rounds: int) -> dict[str, list[float]]:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+    container = "listing"
+    await _populate(endpoint, container)
+    ours = AzureBlobAdapter(endpoint, (ACCOUNT, KEY))
+    service = BlobServiceClient(
+        endpoint, credential={"account_name": ACCOUNT, "account_key": KEY}, api_version="2025-11-05"
+    )
+    sdk = service.get_container_client(container)
+
+    async def ours_list() -> int:
+        return len([i async for i in ours.list(container)])
+
+    async def ours_names() -> int:
+        return len([n async for n in ours.list_names(container)])
+
+    async def sdk_list() -> int:
+        return len([b async for b in sdk.list_blobs(results_per_page=PAGE)])
+
+    async def sdk_names() -> int:
+        return len([n async for n in sdk.list_blob_names(results_per_page=PAGE)])
+
+    listings = {
+        "AzureBlobAdapter.list": ours_list,
+        "AzureBlobAdapter.list_names": ours_names,
+        "SDK list_blobs": sdk_list,
+        "SDK list_blob_names": sdk_names,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in listings}
+    try:
+        for listing_ in listings.values():  # warm up: connections, imports
+            assert await listing_() == KEYS
+        for _ in range(rounds):
+            for name, listing_ in listings.items():
+                started = time.process_time()
+                count = await listing_()
+                samples[name].append((time.process_time() - started) * 1000)
+                assert count == KEYS
+    finally:
+        await ours.close()
+        await service.close()
+    return samples
+
+
+def _stats(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        name: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+        for name, v in samples.items()
+    }
+
+
+def _print(title: str, stats: dict[str, dict[str, float]]) -> None:
+    print(f"{title:30} {'median ms/10k':>14} {'min-max':>16}")
+    for name, row in stats.items():
+        print(f"{name:30} {row['median']:14.1f} {row['min']:7.1f}-{row['max']:<7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--azurite", action="store_true", help="also list on Azurite")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     pages = [page_xml(0, PAGE, last=False), page_xml(PAGE, KEYS - PAGE, last=True)]
@@ -136,25 +224,31 @@ def main() -> None:
             samples[name].append((time.process_time() - started) * 1000)
     from importlib.metadata import version
 
-    result = {
+    result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load average at start": os.getloadavg()[0],
         "python": platform.python_version(),
         "azure-storage-blob": version("azure-storage-blob"),
         "rounds": args.rounds,
         "bytes per 10k keys": sum(len(p) for p in pages),
-        "ms per 10k keys": {
-            name: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-            for name, v in samples.items()
-        },
+        "parse, ms per 10k keys": _stats(samples),
     }
     print(
         f"{result['date']}, {result['machine']}, Python {result['python']}, "
-        f"azure-storage-blob {result['azure-storage-blob']}, {args.rounds} rounds"
+        f"azure-storage-blob {result['azure-storage-blob']}, {args.rounds} rounds, "
+        f"load {result['load average at start']:.2f}"
     )
-    print(f"{'parser':24} {'median ms/10k':>14} {'min-max':>16}")
-    for name, stats in result["ms per 10k keys"].items():  # type: ignore[union-attr]
-        print(f"{name:24} {stats['median']:14.1f} {stats['min']:7.1f}-{stats['max']:<7.1f}")
+    _print("parse (same XML)", result["parse, ms per 10k keys"])
+    if args.azurite:
+        from azurite import Azurite
+
+        with Azurite(memory_limit_mb=1024) as azurite:
+            end_to_end = asyncio.run(_end_to_end(azurite.endpoint, args.rounds))
+        result["list on Azurite, client CPU ms per 10k keys"] = _stats(end_to_end)
+        _print(
+            "list on Azurite (client CPU)", result["list on Azurite, client CPU ms per 10k keys"]
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
