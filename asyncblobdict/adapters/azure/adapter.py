@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from ..._tasks import bounded_in_order, gather_bounded
 from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
@@ -87,7 +87,6 @@ class _Verdict(enum.Enum):
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
-_T = TypeVar("_T")
 
 
 def _blob_info(key: str, resp: Response, size: int, md5: bytes | None) -> BlobInfo:
