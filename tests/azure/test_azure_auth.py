@@ -18,8 +18,6 @@ from asyncblobdict.adapters.azure.auth import (
 )
 from asyncblobdict.adapters.azure.connection import ConnectionStringError
 
-pytestmark = pytest.mark.azure
-
 KEY = base64.b64decode(
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )

@@ -64,7 +64,7 @@ async def test_closed_adapter_refuses_requests(rel_azurite: AzuriteInfo) -> None
         await adapter.put(container, "k", b"w")
     with pytest.raises(StorageError, match="the adapter is closed"):
         [info async for info in adapter.list(container)]
-    assert adapter._client._session is None  # nothing was re-opened
+    assert adapter._client.transport._session is None  # nothing was re-opened
 
 
 async def test_requests_running_at_close_do_not_reopen_the_session(
@@ -95,7 +95,8 @@ async def test_requests_running_at_close_do_not_reopen_the_session(
             results = await asyncio.gather(*gets, return_exceptions=True)
             assert all(isinstance(r, StorageError) for r in results), results
             assert all("the adapter is closed" in str(r) for r in results), results
-            assert adapter._client._session is None, "a request re-opened the closed adapter"
+            session = adapter._client.transport._session
+            assert session is None, "a request re-opened the closed adapter"
             del gets, results
         assert unclosed(seen) == []
     finally:
@@ -118,7 +119,7 @@ def test_a_session_is_closed_when_its_loop_ends_or_the_adapter_moves(
 
     async def use() -> None:
         await adapter.put(container, "k", b"v")
-        sessions.append(adapter._client._session)
+        sessions.append(adapter._client.transport._session)
 
     with warnings_seen() as seen:
         asyncio.run(use())
@@ -146,7 +147,7 @@ def test_a_session_on_a_loop_in_another_thread_is_closed_there(
         with warnings_seen() as seen:
             put = adapter.put(container, "k", b"v")
             asyncio.run_coroutine_threadsafe(put, other).result(30)
-            first = adapter._client._session
+            first = adapter._client.transport._session
             assert first is not None and not first.closed
 
             async def here() -> None:

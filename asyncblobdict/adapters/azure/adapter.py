@@ -11,10 +11,11 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
+from ..._tasks import bounded_in_order, gather_bounded
 from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
 from ..base import (
     OVERWRITE,
@@ -26,6 +27,7 @@ from ..base import (
     validate_content_type,
     validate_metadata,
 )
+from .aiohttp_transport import AiohttpTransport
 from .auth import (
     AsyncTokenCredential,
     Authorizer,
@@ -51,6 +53,7 @@ from .listing import (
 )
 from .names import blob_path, validate_container_name
 from .retry import RetryPolicy
+from .transport import Transport
 
 __all__ = ["TOKEN_METADATA", "AzureBlobAdapter", "Credential"]
 
@@ -85,7 +88,6 @@ class _Verdict(enum.Enum):
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
-_T = TypeVar("_T")
 
 
 def _blob_info(key: str, resp: Response, size: int, md5: bytes | None) -> BlobInfo:
@@ -123,40 +125,6 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
     if len(data) <= _HASH_ON_LOOP_MAX:
         return _md5(data)
     return await asyncio.to_thread(_md5, data)
-
-
-def _start_limited(
-    jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int
-) -> list[asyncio.Future[_T]]:
-    """Start one task per job, of which at most ``limit`` run at a time.
-
-    Jobs are factories, called only once a task holds the semaphore: a task cancelled while
-    it waits never made a coroutine, so none is left "never awaited".
-    """
-    semaphore = asyncio.Semaphore(limit)
-
-    async def run(job: Callable[[], Awaitable[_T]]) -> _T:
-        async with semaphore:
-            return await job()
-
-    return [asyncio.ensure_future(run(job)) for job in jobs]
-
-
-async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    """Cancel the tasks still running and wait until all have ended."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _gather_limited(jobs: Sequence[Callable[[], Awaitable[_T]]], limit: int) -> list[_T]:
-    """Run ``jobs`` at most ``limit`` at a time; on the first failure cancel the rest."""
-    tasks = _start_limited(jobs, limit)
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        await _cancel_all(tasks)
-        raise
 
 
 def _make_auth(account_url: str, credential: object) -> tuple[str, str, Authorizer | None]:
@@ -201,6 +169,10 @@ class AzureBlobAdapter:
       ``connect_timeout`` (10 s), ``max_connections`` (64), ``api_version`` ("2025-11-05").
     - ``ssl_context``: the ``ssl.SSLContext`` that verifies the server (default: the
       system's trusted CAs), e.g. to trust a private CA or Azurite's certificate.
+    - ``transport``: how requests go over the wire (see
+      :mod:`asyncblobdict.adapters.azure.transport`); by default an aiohttp session per event
+      loop, built from the timeout, connection and TLS options. The adapter owns it and
+      closes it.
 
     A credential passed in is not closed by :meth:`close`: it may serve other adapters,
     and closing it stays with its owner (as with azure-identity).
@@ -244,6 +216,7 @@ class AzureBlobAdapter:
         max_connections: int = 64,
         api_version: str = DEFAULT_API_VERSION,
         ssl_context: ssl.SSLContext | None = None,
+        transport: Transport | None = None,
     ) -> None:
         if not 1 <= single_put_threshold <= MAX_SINGLE_PUT:
             raise ValueError(f"single_put_threshold must be between 1 and {MAX_SINGLE_PUT}")
@@ -263,15 +236,15 @@ class AzureBlobAdapter:
         self.max_concurrency = max_concurrency
         self.read_chunk_size = read_chunk_size
         self.list_page_size = list_page_size
+        if transport is None:
+            transport = AiohttpTransport(
+                request_timeout=request_timeout,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+                ssl_context=ssl_context,
+            )
         self._client = BlobClient(
-            endpoint,
-            auth,
-            api_version=api_version,
-            retry=retry,
-            request_timeout=request_timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
-            ssl_context=ssl_context,
+            endpoint, auth, transport=transport, api_version=api_version, retry=retry
         )
 
     @classmethod
@@ -539,27 +512,21 @@ class AzureBlobAdapter:
         Returns the whole content and its MD5 (None when there is nothing to check), or None
         if the blob changed during the read.
         """
-        tasks = _start_limited(
-            [
-                functools.partial(self._get_range, container, key, etag, start, end)
-                for start, end in ranges
-            ],
-            self.max_concurrency,
-        )
+        jobs = [
+            functools.partial(self._get_range, container, key, etag, start, end)
+            for start, end in ranges
+        ]
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
         parts = [first]
-        try:
+        async with bounded_in_order(jobs, self.max_concurrency) as pieces:
             if md5 is not None:
                 await asyncio.to_thread(md5.update, first)
-            for task in tasks:
-                piece = await task
+            async for piece in pieces:
                 if piece is None:
                     return None
                 parts.append(piece)
                 if md5 is not None:
                     await asyncio.to_thread(md5.update, piece)
-        finally:
-            await _cancel_all(tasks)
         return b"".join(parts), None if md5 is None else md5.digest()
 
     async def _get_range(
@@ -785,7 +752,7 @@ class AzureBlobAdapter:
                 body=chunk,
             )
 
-        results = await _gather_limited(
+        results = await gather_bounded(
             [functools.partial(put_block, b, s) for b, s in zip(block_ids, offsets, strict=True)],
             self.max_concurrency,
         )

@@ -1,28 +1,27 @@
-"""Low-level Blob REST requests over one pooled aiohttp session, with retries.
+"""Low-level Blob REST requests: build and sign them, send them through a transport, retry.
 
 The client knows URLs, headers, authorisation, retries and logging; it returns every final
-answer (any status) to the adapter, which decides what it means.
+answer (any status) to the adapter, which decides what it means. How bytes go over the wire
+is the transport's business (:mod:`.transport`); the client sees only plain requests,
+answers and :class:`~.transport.TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
+import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from email.utils import formatdate
 from urllib.parse import quote, urlsplit
-
-import aiohttp
-from yarl import URL
 
 from ..._redact import redact
 from ...errors import StorageError
 from .auth import Authorizer, PreparedRequest
 from .retry import RETRYABLE_STATUSES, RetryPolicy
+from .transport import HttpRequest, HttpResponse, Transport, TransportError, TransportTimeout
 
 __all__ = ["DEFAULT_API_VERSION", "BlobClient", "Failure", "Response", "redact"]
 
@@ -61,38 +60,41 @@ class Failure:
     ambiguous: bool
 
 
-def _closed_error(action: str, container: str | None, key: str | None) -> StorageError:
-    return StorageError(f"{action} failed: the adapter is closed", container=container, key=key)
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one logical request is about, for its error messages and log lines."""
+
+    action: str
+    container: str | None
+    key: str | None
+
+    def error(self, text: str) -> StorageError:
+        return StorageError(f"{self.action} {text}", container=self.container, key=self.key)
+
+    def closed(self) -> StorageError:
+        return self.error("failed: the adapter is closed")
 
 
-async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Keeps ``session`` company until its event loop shuts down, then closes it there.
+def _may_have_landed(result: HttpResponse | TransportError) -> bool:
+    """Whether this attempt may have been applied although it has no clean answer: a
+    failure after sending, or a 5xx/408 (429 means throttled, not run)."""
+    if isinstance(result, TransportError):
+        return result.may_have_landed
+    return result.status in RETRYABLE_STATUSES and result.status != 429
 
-    Iterated once inside the loop that made the session, this generator is registered by
-    the loop's async-generator hooks; ``asyncio.run`` (and any loop that runs
-    ``shutdown_asyncgens``) closes it before the loop closes, so the session's connections
-    are closed by the loop that owns them. The client closes it itself sooner on ``close()``
-    or when it moves to another loop.
-    """
-    try:
-        yield
-    finally:
-        if not session.closed:
-            await session.close()
+
+def _worth_retrying(result: HttpResponse | TransportError) -> bool:
+    if isinstance(result, TransportError):
+        return result.retryable
+    return result.status in RETRYABLE_STATUSES
 
 
 class BlobClient:
-    """Sends signed requests to one storage account endpoint.
+    """Sends signed requests to one storage account endpoint through ``transport``.
 
-    One ``aiohttp.ClientSession`` (a connection pool) is created lazily inside the running
-    event loop and reused. :meth:`close` is final: it closes the session, requests still
-    running fail, and every later request raises StorageError ("the adapter is closed").
-
-    A session belongs to the loop that made it. It is closed when that loop shuts down
-    (``asyncio.run`` does this), and when the client is next used from another loop:
-    on the old loop if that is still running in another thread, else from the new loop,
-    which marks it closed but cannot close its sockets (they belong to a loop that will
-    not run again; they are released when garbage collected).
+    :meth:`close` is final: it closes the transport, requests still running fail, and every
+    later request raises StorageError ("the adapter is closed"). ``clock`` and ``sleep``
+    (monotonic seconds, and the wait between attempts) are there for tests.
     """
 
     def __init__(
@@ -100,26 +102,22 @@ class BlobClient:
         endpoint: str,
         auth: Authorizer | None,
         *,
+        transport: Transport,
         api_version: str = DEFAULT_API_VERSION,
         retry: RetryPolicy | None = None,
-        request_timeout: float | None = 120.0,
-        connect_timeout: float | None = 10.0,
-        max_connections: int = 64,
-        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         parts = urlsplit(endpoint)
         self.endpoint = endpoint
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path.rstrip("/")
         self._auth = auth
+        self.transport = transport
         self.api_version = api_version
         self.retry = retry if retry is not None else RetryPolicy()
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
-        self._max_connections = max_connections
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._keeper: AsyncGenerator[None, None] | None = None
+        self._clock = clock
+        self._sleep = sleep
         self._closed = False
 
     @property
@@ -127,68 +125,10 @@ class BlobClient:
         """True once :meth:`close` was called."""
         return self._closed
 
-    async def _get_session(self) -> aiohttp.ClientSession:
-        """The session of the running loop, made on first use; StorageError once closed."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._closed:
-                raise _closed_error("request", None, None)
-            session = self._session
-            if session is not None and self._session_loop is loop and not session.closed:
-                return session
-            if session is None:
-                break
-            # Made on another loop (or closed at its loop's end): close it before replacing
-            # it. Closing may wait, so look again afterwards.
-            await self._close_session()
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
-            # Stored bytes must come back as stored, and an unsigned Content-Type would
-            # break the SharedKey signature of body-less PUTs.
-            auto_decompress=False,
-            skip_auto_headers=("Content-Type", "Accept-Encoding"),
-        )
-        # aiohttp (>= 3.10) silently resends an idempotent request once when a kept-alive
-        # connection drops; a PUT that had already landed would then come back as a false
-        # 412 conflict. Our retry loop must see the drop to run its conditional-write check.
-        if hasattr(session, "_retry_connection"):
-            session._retry_connection = False
-        keeper = _close_at_loop_end(session)
-        self._session, self._session_loop, self._keeper = session, loop, keeper
-        # Runs to the generator's yield without suspending: nothing can interleave here.
-        await keeper.__anext__()
-        return session
-
-    async def _close_session(self) -> None:
-        session, loop, keeper = self._session, self._session_loop, self._keeper
-        self._session = self._session_loop = self._keeper = None
-        if session is None or keeper is None:
-            return
-        current = asyncio.get_running_loop()
-        if loop is not None and loop is not current and loop.is_running():
-            # The session's loop runs in another thread: its connections must be closed
-            # there. Bounded, in case that loop is blocked.
-            future = asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.wrap_future(future), 10.0)
-            return
-        # RuntimeError: the session's loop is gone (closed without shutdown_asyncgens);
-        # aiohttp still marks the session closed.
-        with contextlib.suppress(RuntimeError):
-            await keeper.aclose()
-
     async def close(self) -> None:
-        """Close the session for good; safe to call twice."""
+        """Close the transport for good; safe to call twice."""
         self._closed = True
-        await self._close_session()
-
-    def _url(self, request: PreparedRequest) -> str:
-        query = "&".join(
-            f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in request.query
-        )
-        if request.raw_query:
-            query = f"{query}&{request.raw_query}" if query else request.raw_query
-        return self._origin + request.path + (f"?{query}" if query else "")
+        await self.transport.close()
 
     async def request(
         self,
@@ -235,113 +175,124 @@ class BlobClient:
     ) -> Response | Failure:
         """Like :meth:`request`, but a request that got no final answer comes back as a
         :class:`Failure` that says whether an attempt may have been applied."""
-        policy = self.retry
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.total_timeout
-        ambiguous = False
-        attempt = 0
+        call = _Call(action, container, key)
+        deadline = self._clock() + self.retry.total_timeout
         request_id = str(uuid.uuid4())
+        ambiguous = False  # some attempt so far may have been applied
+        attempt = 0
         while True:
             if self._closed:
-                return Failure(_closed_error(action, container, key), ambiguous)
+                return Failure(call.closed(), ambiguous)
             attempt += 1
-            started = loop.time()
-            prepared = PreparedRequest(
-                method=method,
-                path=self._base_path + path,
-                query=list(query or ()),
-                headers={
-                    **(headers or {}),
-                    "x-ms-date": formatdate(usegmt=True),
-                    "x-ms-version": self.api_version,
-                    "x-ms-client-request-id": request_id,
-                },
-                content_length=len(body) if body else 0,
-            )
-            if self._auth is not None:
-                try:
-                    await self._auth.authorize(prepared)
-                except StorageError as exc:
-                    return Failure(exc, ambiguous)  # e.g. a token that cannot be renewed
-            url = self._url(prepared)
-            failure: BaseException | None = None
-            fatal: StorageError | None = None
-            response: Response | None = None
             try:
-                session = await self._get_session()
-                async with session.request(
-                    method,
-                    URL(url, encoded=True),
-                    headers=prepared.headers,
-                    data=body if body is not None else None,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    data = await resp.read()
-                    response = Response(resp.status, resp.headers, data, ambiguous)
-            except (
-                aiohttp.ClientConnectionError,
-                aiohttp.ClientPayloadError,
-                asyncio.TimeoutError,
-            ) as exc:
-                failure = exc
-                # A refused connection never carried the request; anything later might have.
-                if not isinstance(exc, aiohttp.ClientConnectorError):
-                    ambiguous = True
-            except aiohttp.ClientError as exc:
-                fatal = StorageError(
-                    f"{action} failed: {type(exc).__name__}: {redact(str(exc))}",
-                    container=container,
-                    key=key,
-                )
-            if fatal is not None:
-                # Returned outside the handler so no __context__ keeps aiohttp's error (and
-                # its URL, which may carry a SAS signature) alive on our exception.
-                return Failure(fatal, ambiguous)
-            if response is None and self._closed:
+                request = await self._prepare(method, path, query, headers, body, request_id)
+            except StorageError as exc:
+                return Failure(exc, ambiguous)  # e.g. a token that cannot be renewed
+            result = await self._attempt(request, attempt, request_id)
+            if not _worth_retrying(result):
+                if isinstance(result, HttpResponse):
+                    return Response(result.status, result.headers, result.body, ambiguous)
+                return self._failed(call, result, ambiguous or result.may_have_landed)
+            ambiguous = ambiguous or _may_have_landed(result)
+            if isinstance(result, TransportError) and self._closed:
                 # close() cut this request off: say so rather than retry or blame the network.
-                return Failure(_closed_error(action, container, key), ambiguous)
-            elapsed_ms = (loop.time() - started) * 1000
-            if logger.isEnabledFor(logging.DEBUG):
-                outcome = str(response.status) if response is not None else type(failure).__name__
-                logger.debug(
-                    "%s %s attempt %d -> %s in %.1f ms (client request id %s)",
-                    method,
-                    redact(url),
-                    attempt,
-                    outcome,
-                    elapsed_ms,
-                    request_id,
-                )
-            if response is not None and response.status not in RETRYABLE_STATUSES:
-                return response
-            if response is not None and response.status != 429:
-                # 429 means throttled, not run; a 5xx or 408 may have been applied.
-                ambiguous = True
-            retry_after = response.header("Retry-After") if response is not None else None
-            delay = policy.delay(attempt, retry_after)
-            out_of_time = loop.time() + delay > deadline
-            if attempt >= policy.max_attempts or out_of_time:
-                if response is not None:
-                    return replace(response, ambiguous=ambiguous)
-                reason = (
-                    "timed out" if isinstance(failure, asyncio.TimeoutError) else "network error"
-                )
-                return Failure(
-                    StorageError(
-                        f"{action} failed after {attempt} attempt(s): {reason} "
-                        f"({type(failure).__name__}: {redact(str(failure))})",
-                        container=container,
-                        key=key,
-                    ),
-                    ambiguous,
-                )
+                return Failure(call.closed(), ambiguous)
+            delay = self._next_delay(result, attempt, deadline)
+            if delay is None:
+                return self._gave_up(call, result, attempt, ambiguous)
             logger.debug(
                 "%s %s: retrying in %.3f s (attempt %d of %d)",
                 method,
                 action,
                 delay,
                 attempt + 1,
-                policy.max_attempts,
+                self.retry.max_attempts,
             )
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
+
+    async def _prepare(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        headers: dict[str, str] | None,
+        body: bytes | memoryview | None,
+        request_id: str,
+    ) -> HttpRequest:
+        """One attempt's request, dated and signed (StorageError if it cannot be signed)."""
+        prepared = PreparedRequest(
+            method=method,
+            path=self._base_path + path,
+            query=list(query or ()),
+            headers={
+                **(headers or {}),
+                "x-ms-date": formatdate(usegmt=True),
+                "x-ms-version": self.api_version,
+                "x-ms-client-request-id": request_id,
+            },
+            content_length=len(body) if body else 0,
+        )
+        if self._auth is not None:
+            await self._auth.authorize(prepared)
+        return HttpRequest(method, self._url(prepared), prepared.headers, body)
+
+    def _url(self, request: PreparedRequest) -> str:
+        query = "&".join(
+            f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in request.query
+        )
+        if request.raw_query:
+            query = f"{query}&{request.raw_query}" if query else request.raw_query
+        return self._origin + request.path + (f"?{query}" if query else "")
+
+    async def _attempt(
+        self, request: HttpRequest, attempt: int, request_id: str
+    ) -> HttpResponse | TransportError:
+        """Send one attempt: its answer, or the transport error that stands for none."""
+        started = self._clock()
+        result: HttpResponse | TransportError
+        try:
+            result = await self.transport.send(request)
+        except TransportError as exc:
+            result = exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s attempt %d -> %s in %.1f ms (client request id %s)",
+                request.method,
+                redact(request.url),
+                attempt,
+                result.status if isinstance(result, HttpResponse) else type(result).__name__,
+                (self._clock() - started) * 1000,
+                request_id,
+            )
+        return result
+
+    def _next_delay(
+        self, result: HttpResponse | TransportError, attempt: int, deadline: float
+    ) -> float | None:
+        """The wait before another attempt, or None when the attempts or the time ran out."""
+        policy = self.retry
+        retry_after = (
+            result.headers.get("Retry-After") if isinstance(result, HttpResponse) else None
+        )
+        delay = policy.delay(attempt, retry_after)
+        if attempt >= policy.max_attempts or self._clock() + delay > deadline:
+            return None
+        return delay
+
+    def _failed(self, call: _Call, error: TransportError, ambiguous: bool) -> Failure:
+        """A transport error that no retry can help (the request could not be sent)."""
+        if self._closed:
+            return Failure(call.closed(), ambiguous)
+        return Failure(call.error(f"failed: {error}"), ambiguous)
+
+    @staticmethod
+    def _gave_up(
+        call: _Call, result: HttpResponse | TransportError, attempt: int, ambiguous: bool
+    ) -> Response | Failure:
+        """The outcome once the retries ran out: the last answer, or a StorageError."""
+        if isinstance(result, HttpResponse):
+            return Response(result.status, result.headers, result.body, ambiguous)
+        reason = "timed out" if isinstance(result, TransportTimeout) else "network error"
+        return Failure(
+            call.error(f"failed after {attempt} attempt(s): {reason} ({result})"), ambiguous
+        )
