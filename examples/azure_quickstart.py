@@ -1,5 +1,5 @@
 """The Azure quick start of docs/azure.md. Needs aiohttp (``pip install ".[azure]"`` in a clone of
-asyncblobdict, or ``pip install "aiohttp>=3.9,<4"``) and:
+asyncblobdict, or ``pip install "aiohttp>=3.11,<4"``) and:
 
     AZURE_CONN_STR=your-azure-connection-string   (UseDevelopmentStorage=true for Azurite)
     AZURE_CONTAINER=your-container-name           (3-63 lowercase letters, digits, hyphens)

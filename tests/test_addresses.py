@@ -211,7 +211,7 @@ def test_azure_address_imports_aiohttp_only_when_opened() -> None:
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     lines = out.stdout.splitlines()
     assert lines[0] == "azure:box (development storage)", out.stderr
-    assert 'pip install "aiohttp>=3.9,<4"' in lines[1]
+    assert 'pip install "aiohttp>=3.11,<4"' in lines[1]
 
 
 @pytest.mark.azure

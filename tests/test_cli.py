@@ -801,7 +801,7 @@ def test_azure_without_aiohttp_names_the_extra(tmp_path: Path) -> None:
     result = run_process([PYTHON, "-c", code], tmp_path)
     assert result.returncode == 1
     err = result.stderr.decode()
-    assert one_line_error(err) and 'pip install "aiohttp>=3.9,<4"' in err
+    assert one_line_error(err) and 'pip install "aiohttp>=3.11,<4"' in err
     assert "asyncblobdict[azure]" not in err  # from PyPI: the unrelated original library
 
 

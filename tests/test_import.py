@@ -66,7 +66,7 @@ def test_azure_adapter_without_aiohttp_names_the_extra() -> None:
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     # How to get aiohttp for this code: the extra from a clone, or aiohttp itself; never
     # "asyncblobdict[azure]", which from PyPI installs the unrelated original library.
-    assert 'pip install "aiohttp>=3.9,<4"' in out.stdout, out.stdout + out.stderr
+    assert 'pip install "aiohttp>=3.11,<4"' in out.stdout, out.stdout + out.stderr
     assert 'pip install ".[azure]"' in out.stdout
     assert "asyncblobdict[azure]" not in out.stdout
 

@@ -354,7 +354,7 @@ def test_extras_identity_has_cryptography_and_azure_has_aiohttp_only() -> None:
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    assert extras["azure"] == ["aiohttp>=3.9,<4"]
+    assert extras["azure"] == ["aiohttp>=3.11,<4"]
     assert any(d.startswith("cryptography") for d in extras["identity"])
     assert any(d.startswith("aiohttp") for d in extras["identity"])
     assert any(d.startswith("cryptography") for d in extras["test"])

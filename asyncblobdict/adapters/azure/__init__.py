@@ -1,7 +1,7 @@
 """Azure Blob Storage backend: a hand-written Blob REST client over aiohttp.
 
 Needs aiohttp: ``pip install ".[azure]"`` in a clone of asyncblobdict, or
-``pip install "aiohttp>=3.9,<4"`` (not ``pip install "asyncblobdict[azure]"``: on PyPI that
+``pip install "aiohttp>=3.11,<4"`` (not ``pip install "asyncblobdict[azure]"``: on PyPI that
 name is the unrelated original library). The Azure SDK is never used.
 """
 
@@ -11,7 +11,7 @@ try:
     import aiohttp  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        'AzureBlobAdapter needs aiohttp: pip install "aiohttp>=3.9,<4" '
+        'AzureBlobAdapter needs aiohttp: pip install "aiohttp>=3.11,<4" '
         '(or pip install ".[azure]" in a clone of asyncblobdict)'
     ) from exc
 
