@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .adapters.base import Adapter, BlobInfo
 from .adapters.local import LocalFileAdapter
 from .adapters.memory import MemoryAdapter
+from .codec import TypeRegistry
 from .errors import (
     AsyncBlobDictError,
     AuthenticationError,
@@ -47,6 +48,7 @@ __all__ = [
     "SerializationError",
     "StorageError",
     "SyncResult",
+    "TypeRegistry",
 ]
 
 __version__ = "0.2.0"
