@@ -25,6 +25,7 @@ from .errors import (
 )
 from .modes import CacheMode, ConcurrencyMode, SyncResult
 from .store import AsyncBlobStore
+from .sync_store import BlobStore
 
 if TYPE_CHECKING:
     from .adapters.azure import AzureBlobAdapter as AzureBlobAdapter
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "BlobInfo",
     "BlobNotFoundError",
+    "BlobStore",
     "CacheMode",
     "ConcurrencyError",
     "ConcurrencyMode",
