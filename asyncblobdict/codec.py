@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from .errors import SerializationError
@@ -42,10 +42,15 @@ _C = TypeVar("_C", bound=type)
 _PLAIN = (str, int, float, bool, type(None))
 
 
-class _TypeCodec(NamedTuple):
-    name: str
-    encode: Callable[[Any], Any]
-    decode: Callable[[Any], Any]
+class _TypeCodec:
+    """A registered class's name and conversions (a plain class: NamedTuple is slow to import)."""
+
+    __slots__ = ("decode", "encode", "name")
+
+    def __init__(
+        self, name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
+    ) -> None:
+        self.name, self.encode, self.decode = name, encode, decode
 
 
 class TypeRegistry:

@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from .adapters.base import Adapter, BlobInfo
 from .errors import AsyncBlobDictError
@@ -73,9 +73,9 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
         thread.join(_EXIT_JOIN_SECONDS)
 
 
-async def _open(adapter: Adapter, container_name: str, args: Any, kwargs: Any) -> AsyncBlobStore:
+async def _open(make_store: Callable[[], AsyncBlobStore]) -> AsyncBlobStore:
     # Created on the store's own loop, so whatever it binds to a loop binds to that one.
-    return AsyncBlobStore(adapter, container_name, *args, **kwargs)
+    return make_store()
 
 
 async def _take(names: AsyncIterator[str], count: int) -> list[str]:
@@ -92,7 +92,7 @@ async def _call(fn: Callable[[], _T]) -> _T:
     return fn()
 
 
-class _Call(Generic[_T]):
+class _Call:
     """One call handed to a store's loop; ``done`` is released once it has an answer.
 
     A bare lock and a task, rather than run_coroutine_threadsafe: its concurrent future
@@ -101,11 +101,11 @@ class _Call(Generic[_T]):
 
     __slots__ = ("abandoned", "coro", "done", "task")
 
-    def __init__(self, coro: Coroutine[Any, Any, _T]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.coro = coro
         self.done = threading.Lock()
         self.done.acquire()
-        self.task: asyncio.Task[_T] | None = None
+        self.task: asyncio.Task[Any] | None = None
         self.abandoned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -138,6 +138,10 @@ class BlobStore:
     """
 
     def __init__(self, adapter: Adapter, container_name: str, *args: Any, **kwargs: Any) -> None:
+        self._start(lambda: AsyncBlobStore(adapter, container_name, *args, **kwargs))
+
+    def _start(self, make_store: Callable[[], AsyncBlobStore]) -> None:
+        """Start the store's thread and loop, and make its AsyncBlobStore there."""
         self._lock = threading.Lock()  # guards _closed against calls being handed over
         self._close_lock = threading.Lock()  # one close() at a time
         self._closed = False
@@ -152,7 +156,7 @@ class BlobStore:
         # Holds the loop and the thread, never self: a dropped store is still collected.
         self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
         try:
-            self._store = self._run(_open(adapter, container_name, args, kwargs))
+            self._store = self._run(_open(make_store))
         except BaseException:
             self._closed = True
             self._end_thread()
@@ -222,7 +226,7 @@ class BlobStore:
         if task is None or (task.cancelled() and self._closed):
             # Handed over just as the store closed: it never ran.
             raise AsyncBlobDictError("the store is closed", container=self._container())
-        return task.result()
+        return cast(_T, task.result())  # the result of ``coro``
 
     def _container(self) -> str | None:
         store = getattr(self, "_store", None)
