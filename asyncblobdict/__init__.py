@@ -15,6 +15,7 @@ from .adapters.base import Adapter, BlobInfo
 from .adapters.local import LocalFileAdapter
 from .adapters.memory import MemoryAdapter
 from .addresses import StoreLocation, open_store, register_scheme
+from .codec import TypeRegistry
 from .errors import (
     AsyncBlobDictError,
     AuthenticationError,
@@ -28,6 +29,7 @@ from .errors import (
 )
 from .modes import CacheMode, ConcurrencyMode, SyncResult
 from .store import AsyncBlobStore
+from .sync_store import BlobStore
 
 if TYPE_CHECKING:
     from .adapters.azure import AzureBlobAdapter as AzureBlobAdapter
@@ -42,6 +44,7 @@ __all__ = [
     "BatchError",
     "BlobInfo",
     "BlobNotFoundError",
+    "BlobStore",
     "CacheMode",
     "ConcurrencyError",
     "ConcurrencyMode",
@@ -54,6 +57,7 @@ __all__ = [
     "StorageError",
     "StoreLocation",
     "SyncResult",
+    "TypeRegistry",
     "open_store",
     "register_scheme",
 ]

@@ -13,17 +13,22 @@ dict key), and so read back as the base type.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any, TypeVar
 from uuid import UUID
 
 from .errors import SerializationError
 
-__all__ = ["TYPE_MARKER", "decode", "encode"]
+# dataclasses, enum and pathlib cost nothing here: the package imports them anyway.
+
+__all__ = ["TYPE_MARKER", "TypeRegistry", "decode", "encode"]
 
 TYPE_MARKER = "_bdtype_"
 _LEGACY_MARKER = "__type__"
@@ -33,15 +38,150 @@ _MAX_PLAIN_INT_BITS = 10_000
 
 _Encoded = Any
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_C = TypeVar("_C", bound=type)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class _TypeCodec:
+    """A registered class's name and conversions (a plain class: NamedTuple is slow to import)."""
+
+    __slots__ = ("decode", "encode", "name")
+
+    def __init__(
+        self, name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
+    ) -> None:
+        self.name, self.encode, self.decode = name, encode, decode
+
+
+class TypeRegistry:
+    """Classes the JSON codec of a store can write and read back exactly, each under a name.
+
+    A value of a registered class (its exact type) is written as
+    ``{"_bdtype_": name, "value": encode(value)}``; ``encode`` may return anything the codec
+    can write, and ``decode`` gets that back, decoded. Pass the registry to the store:
+    ``AsyncBlobStore(..., types=registry)``; a store without it reads such values as the
+    tagged dicts they are.
+    """
+
+    __slots__ = ("_by_name", "_by_type", "_loads")
+
+    def __init__(self, *classes: type) -> None:
+        self._by_type: dict[type, _TypeCodec] = {}
+        self._by_name: dict[str, type] = {}
+        self._loads: Callable[[str], Any] | None = None
+        for cls in classes:
+            self.register(cls)
+
+    def __repr__(self) -> str:
+        return f"TypeRegistry({', '.join(sorted(self._by_name))})"
+
+    def __contains__(self, cls: object) -> bool:
+        return cls in self._by_type
+
+    def register(
+        self,
+        cls: _C,
+        name: str | None = None,
+        *,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+    ) -> _C:
+        """Register ``cls`` under ``name`` (default: its ``__qualname__``) and return it.
+
+        A dataclass or an ``Enum`` needs only the class: a dataclass is written as an object
+        of its fields and rebuilt with them, an enum member as its value and read back as
+        ``cls(value)``. Any other class needs both ``encode`` and ``decode``. Registering a
+        class again replaces its codec; usable as a class decorator.
+        """
+        if not isinstance(cls, type):
+            raise TypeError(f"register() needs a class, not {cls!r}")
+        name = cls.__qualname__ if name is None else name
+        if not isinstance(name, str) or not name:
+            raise ValueError("a type name must be a non-empty str")
+        if cls in _HANDLERS or cls in _PLAIN:
+            raise ValueError(f"{_type_name(cls)} is written by the codec itself")
+        if name in _DECODERS:
+            raise ValueError(f"{name!r} is a built-in type name; pass another name=")
+        owner = self._by_name.get(name)
+        if owner is not None and owner is not cls:
+            raise ValueError(
+                f"{name!r} is already the name of {_type_name(owner)}; pass another name="
+            )
+        if (encode is None) != (decode is None):
+            raise TypeError("pass both encode= and decode=, or neither")
+        if encode is None or decode is None:
+            if issubclass(cls, Enum):
+                encode, decode = _enum_value, cls
+            elif dataclasses.is_dataclass(cls):
+                encode, decode = _fields_of, _dataclass_builder(cls)
+            else:
+                raise TypeError(
+                    f"{_type_name(cls)} is not a dataclass or an Enum: pass encode= and decode="
+                )
+        old = self._by_type.get(cls)
+        if old is not None:
+            del self._by_name[old.name]
+        self._by_type[cls] = _TypeCodec(name, encode, decode)
+        self._by_name[name] = cls
+        self._loads = None
+        return cls
+
+    def _decoder(self) -> Callable[[str], Any]:
+        """json.loads for this registry (built once per change of registrations)."""
+        loads = self._loads
+        if loads is None:
+            decoders = dict(_DECODERS)
+            for codec in self._by_type.values():
+                decoders[codec.name] = _value_decoder(codec.decode)
+            loads = self._loads = json.JSONDecoder(object_hook=_object_hook_for(decoders)).decode
+        return loads
+
+
+def _type_name(t: type) -> str:
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _enum_value(member: Any) -> Any:
+    return member.value
+
+
+def _fields_of(obj: Any) -> dict[str, Any]:
+    """A dataclass instance's fields by name, as ``dataclasses.asdict`` would list them."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def _dataclass_builder(cls: type) -> Callable[[Any], Any]:
+    fields = dataclasses.fields(cls)
+    in_init = {f.name for f in fields if f.init}
+    later = {f.name for f in fields if not f.init}
+
+    def build(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"the fields of {cls.__qualname__} are not an object")
+        unknown = [k for k in value if k not in in_init and k not in later]
+        if unknown:
+            raise TypeError(f"{cls.__qualname__} has no field(s) {unknown}")
+        obj = cls(**{k: v for k, v in value.items() if k in in_init})
+        # Fields outside __init__ get their stored value (frozen dataclasses too).
+        for k in later.intersection(value):
+            object.__setattr__(obj, k, value[k])
+        return obj
+
+    return build
+
+
+def _value_decoder(fn: Callable[[Any], Any]) -> Callable[[dict[str, Any]], Any]:
+    return lambda d: fn(d["value"])
 
 
 class _Encoder:
     """One encoding pass; tracks the path for error messages and the containers being walked."""
 
-    __slots__ = ("active",)
+    __slots__ = ("active", "types")
 
-    def __init__(self) -> None:
+    def __init__(self, types: TypeRegistry | None) -> None:
         self.active: set[int] = set()
+        self.types = types
 
     def value(self, v: Any, path: str) -> _Encoded:
         t = type(v)
@@ -57,13 +197,52 @@ class _Encoder:
             return {TYPE_MARKER: "float", "value": repr(v)}
         handler = _HANDLERS.get(t)
         if handler is None:
-            handler = _handler_for_subclass(v)
-            if handler is None:
-                raise SerializationError(
-                    f"cannot encode a value of type {t.__module__}.{t.__qualname__} "
-                    f"at {path or 'the top level'}"
-                )
+            return self.other(v, t, path)
         return handler(self, v, path)
+
+    def other(self, v: Any, t: type, path: str) -> _Encoded:
+        """A value of a type without a handler of its own (kept off the path of plain values)."""
+        if self.types is not None:
+            codec = self.types._by_type.get(t)
+            if codec is not None:
+                return self.registered(codec, v, path)
+        handler = _handler_for_subclass(v)
+        if handler is not None:
+            return handler(self, v, path)
+        if isinstance(v, Enum):
+            return self.value(v.value, path)
+        if dataclasses.is_dataclass(t):  # the type: a dataclass's class object is no value
+            return self.with_guard(v, path, _fields_of)
+        if isinstance(v, PurePath):
+            return {TYPE_MARKER: "path", "value": str(v)}
+        if t.__module__ == "numpy" and getattr(v, "ndim", None) == 0:
+            # A numpy scalar (or 0-d array): its Python value, as numpy's .item() gives it.
+            return self.with_guard(v, path, lambda x: x.item())
+        raise SerializationError(
+            f"cannot encode a value of type {_type_name(t)} at {path or 'the top level'}; "
+            f"to store it, register the class with TypeRegistry.register({t.__qualname__}, "
+            "encode=..., decode=...) and pass the registry as AsyncBlobStore(..., types=...)"
+        )
+
+    def with_guard(self, v: Any, path: str, convert: Callable[[Any], Any]) -> _Encoded:
+        """Encode ``convert(v)`` in place of ``v``, which must not appear inside it."""
+        ident = self.guard(v, path)
+        try:
+            return self.value(convert(v), path)
+        finally:
+            self.active.discard(ident)
+
+    def registered(self, codec: _TypeCodec, v: Any, path: str) -> _Encoded:
+        def convert(x: Any) -> Any:
+            try:
+                return codec.encode(x)
+            except Exception as exc:  # the user's code: any failure is an encoding error
+                raise SerializationError(
+                    f"the encoder of type {codec.name!r} failed at "
+                    f"{path or 'the top level'}: {exc!r}"
+                ) from exc
+
+        return {TYPE_MARKER: codec.name, "value": self.with_guard(v, path, convert)}
 
     def guard(self, v: Any, path: str) -> int:
         ident = id(v)
@@ -184,10 +363,13 @@ def _as_scalar(to_base: Callable[[Any], Any]) -> Callable[[_Encoder, Any, str], 
     return as_base
 
 
-def encode(value: Any) -> bytes:
-    """Encode ``value`` as UTF-8 tagged JSON; raise SerializationError naming what failed."""
+def encode(value: Any, types: TypeRegistry | None = None) -> bytes:
+    """Encode ``value`` as UTF-8 tagged JSON; raise SerializationError naming what failed.
+
+    ``types`` adds the classes of a registry to the built-in ones.
+    """
     try:
-        return _dumps(_Encoder().value(value, "")).encode("utf-8")
+        return _dumps(_Encoder(types).value(value, "")).encode("utf-8")
     except SerializationError:
         raise
     except RecursionError:
@@ -224,34 +406,44 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "bytearray": lambda d: bytearray(base64.b64decode(d["value"], validate=True)),
     "float": lambda d: float(d["value"]),
     "int": lambda d: int(d["value"], 16),
+    "path": lambda d: Path(d["value"]),
 }
 
 
-def _object_hook(d: dict[str, Any]) -> Any:
-    for marker in _MARKERS:
-        tag = d.get(marker)
-        if tag is not None:
-            decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
-            # Foreign objects that merely use the marker name are returned as they are.
-            if decoder is None:
-                return d
-            try:
-                return decoder(d)
-            except RecursionError:
-                raise
-            except Exception as exc:  # any malformed payload is a decode error, never a crash
-                raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
-    return d
+def _object_hook_for(
+    decoders: dict[str, Callable[[dict[str, Any]], Any]],
+) -> Callable[[dict[str, Any]], Any]:
+    def object_hook(d: dict[str, Any]) -> Any:
+        for marker in _MARKERS:
+            tag = d.get(marker)
+            if tag is not None:
+                decoder = decoders.get(tag) if isinstance(tag, str) else None
+                # Foreign objects that merely use the marker name are returned as they are.
+                if decoder is None:
+                    return d
+                try:
+                    return decoder(d)
+                except RecursionError:
+                    raise
+                except Exception as exc:  # any malformed payload is a decode error, never a crash
+                    raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
+        return d
+
+    return object_hook
 
 
 # One prebuilt decoder: json.loads with an object_hook would build a new one per call.
-_loads = json.JSONDecoder(object_hook=_object_hook).decode
+_loads = json.JSONDecoder(object_hook=_object_hook_for(_DECODERS)).decode
 
 
-def decode(data: bytes | bytearray | memoryview) -> Any:
-    """Decode tagged JSON bytes; raise SerializationError if they are not valid."""
+def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = None) -> Any:
+    """Decode tagged JSON bytes; raise SerializationError if they are not valid.
+
+    ``types`` reads the classes of a registry back as themselves.
+    """
+    loads = _loads if types is None else types._decoder()
     try:
-        return _loads(bytes(data).decode("utf-8"))
+        return loads(bytes(data).decode("utf-8"))
     except RecursionError:
         raise SerializationError("the stored JSON is nested too deeply to decode") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:

@@ -95,7 +95,7 @@ class AsyncBlobStore:
     first; a forgotten key is written as if never seen). ``sync_concurrency`` bounds parallel
     writes in ``sync()``. Use it with ``async with``, or call ``close()``: the store closes
     its adapter too unless ``owns_adapter=False`` (for an adapter shared by several stores,
-    which its owner closes).
+    which its owner closes). ``types`` (a TypeRegistry) adds classes to the JSON codec.
 
     Operations on one key are serialised in call order. A write whose caller is cancelled
     runs to its end in storage, and the store records its outcome, so its own writes never
@@ -115,6 +115,7 @@ class AsyncBlobStore:
         sync_concurrency: int = 16,
         batch_concurrency: int = 32,
         owns_adapter: bool = True,
+        types: codec.TypeRegistry | None = None,
     ) -> None:
         if not isinstance(adapter, Adapter):
             raise TypeError(
@@ -122,6 +123,8 @@ class AsyncBlobStore:
             )
         self.cache_mode = CacheMode(cache_mode)
         self.concurrency_mode = ConcurrencyMode(concurrency_mode)
+        if types is not None and not isinstance(types, codec.TypeRegistry):
+            raise TypeError(f"types must be a TypeRegistry, not {type(types).__name__}")
         if sync_concurrency < 1:
             raise ValueError("sync_concurrency must be at least 1")
         if batch_concurrency < 1:
@@ -140,6 +143,7 @@ class AsyncBlobStore:
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
         self.owns_adapter = owns_adapter
+        self.types = types
         self._unsynced = weakref.finalize(self, _warn_unsynced, self._table, container_name)
 
     def __repr__(self) -> str:
@@ -567,13 +571,13 @@ class AsyncBlobStore:
 
     def _encode(self, key: str, value: Any) -> bytes:
         try:
-            return codec.encode(value)
+            return codec.encode(value, self.types)
         except SerializationError as exc:
             raise SerializationError(exc.message, container=self.container_name, key=key) from None
 
     def _decode(self, key: str, data: bytes) -> Any:
         try:
-            return codec.decode(data)
+            return codec.decode(data, self.types)
         except SerializationError as exc:
             raise SerializationError(exc.message, container=self.container_name, key=key) from None
 

@@ -1,12 +1,14 @@
-"""The codec's exact round trip, as a property, and its error paths."""
+"""The codec's exact round trip, as a property, its error paths, and registered types."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import Enum, IntEnum
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncblobdict import SerializationError
+from asyncblobdict import AsyncBlobStore, MemoryAdapter, SerializationError, TypeRegistry
 from asyncblobdict.codec import decode, encode
 
 fixed_offsets = st.builds(
@@ -294,3 +296,259 @@ def test_subclass_values_encode_as_json_dumps_property(value: Any) -> None:
         return  # a marker key is written in the tagged form instead
     assert encode(value) == text.encode()
     assert decode(encode(value)) == json.loads(text)
+
+
+# ---------------------------------------------------------------- custom types
+
+
+@dataclass
+class Point:
+    x: Any
+    y: Any = None
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    size: int = 0
+
+
+@dataclass
+class Tally:
+    n: int
+    seen: list[int] = field(init=False, default_factory=list)  # outside __init__
+
+
+class Plain(Enum):
+    ONE = 1
+    PAIR = (1, 2)
+
+
+class Shade(str, Enum):
+    DARK = "dark"
+
+
+class Money:
+    """A class that is neither a dataclass nor an enum: it needs encode and decode."""
+
+    def __init__(self, amount: Decimal, currency: str) -> None:
+        self.amount, self.currency = amount, currency
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is Money
+            and self.amount.as_tuple() == other.amount.as_tuple()
+            and self.currency == other.currency
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.amount, self.currency))
+
+
+def registry() -> TypeRegistry:
+    types = TypeRegistry(Point, Tag, Tally, Plain, Shade)
+    types.register(Money, encode=lambda m: (m.amount, m.currency), decode=lambda t: Money(*t))
+    return types
+
+
+TYPES = registry()
+
+custom_hashables = st.one_of(
+    st.sampled_from([*Plain, *Shade]),
+    st.builds(PurePath, st.text("ab/.", max_size=6)).map(lambda p: Path(p)),
+    st.builds(Tag, st.text(max_size=5), st.integers()),
+    st.builds(Money, st.decimals(allow_nan=False), st.text(max_size=3)),
+)
+custom_values = st.recursive(
+    st.one_of(hashables, custom_hashables),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(), inner, max_size=4),
+        st.dictionaries(st.one_of(hashables, custom_hashables), inner, max_size=3),
+        st.sets(st.one_of(hashables, custom_hashables), max_size=4),
+        st.builds(Point, inner, inner),
+        st.lists(inner, max_size=3).map(tuple),
+    ),
+    max_leaves=20,
+)
+
+
+def same_custom(a: Any, b: Any) -> bool:
+    """``same`` that also looks inside dataclasses and keeps enum identity."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Enum):
+        return a is b
+    if is_dataclass(a):
+        return all(same_custom(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_custom(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_custom(x, y) for x, y in zip(a, b, strict=True))
+    return same(a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(custom_values)
+def test_registered_types_round_trip_exactly(value: Any) -> None:
+    data = encode(value, TYPES)
+    json.loads(data)  # still plain JSON
+    assert same_custom(decode(data, TYPES), value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sets(st.one_of(hashables, custom_hashables), max_size=8))
+def test_sets_of_registered_types_give_equal_bytes(value: set[Any]) -> None:
+    assert encode(value, TYPES) == encode(set(reversed(list(value))), TYPES)
+
+
+def test_registered_forms() -> None:
+    assert encode(Point(1, 2), TYPES) == b'{"_bdtype_":"Point","value":{"x":1,"y":2}}'
+    assert encode(Plain.PAIR, TYPES) == (
+        b'{"_bdtype_":"Plain","value":{"_bdtype_":"tuple","items":[1,2]}}'
+    )
+    assert encode(Shade.DARK, TYPES) == b'{"_bdtype_":"Shade","value":"dark"}'
+    assert decode(encode(Shade.DARK, TYPES), TYPES) is Shade.DARK
+    money = encode(Money(Decimal("1.10"), "EUR"), TYPES)
+    assert decode(money, TYPES) == Money(Decimal("1.10"), "EUR")
+    tally = Tally(3)
+    tally.seen.append(7)
+    back = decode(encode(tally, TYPES), TYPES)
+    assert type(back) is Tally and back.n == 3 and back.seen == [7]
+
+
+def test_without_registration_enums_are_values_and_dataclasses_dicts() -> None:
+    assert decode(encode(Plain.ONE)) == 1
+    assert same(decode(encode([Plain.PAIR])), [(1, 2)])
+    assert encode(Shade.DARK) == b'"dark"'  # as json.dumps writes a str enum
+    assert encode({Shade.DARK: 1}) == b'{"dark":1}'
+    assert decode(encode(Point(Tag("t"), [Plain.ONE]))) == {
+        "x": {"name": "t", "size": 0},
+        "y": [1],
+    }
+    # A registered class inside an unregistered dataclass is still tagged.
+    types = TypeRegistry(Tag)
+    assert decode(encode(Point(Tag("t")), types), types) == {"x": Tag("t"), "y": None}
+
+
+def test_a_reader_without_the_registry_gets_the_tagged_dict() -> None:
+    assert decode(encode(Point(1), TYPES)) == {"_bdtype_": "Point", "value": {"x": 1, "y": None}}
+    # Legacy marker and registered name read back too.
+    assert decode(b'{"__type__": "Point", "value": {"x": 1}}', TYPES) == Point(1)
+
+
+def test_paths_round_trip() -> None:
+    assert encode(Path("a/b")) == b'{"_bdtype_":"path","value":"a/b"}'
+    back = decode(encode({"p": Path("/tmp/x")}))
+    assert back == {"p": Path("/tmp/x")} and type(back["p"]) is type(Path("/tmp/x"))
+    assert decode(encode(PurePosixPath("a"))) == Path("a")  # pure paths come back as Path
+
+
+class FakeNumpyScalar:
+    """Stands in for a numpy scalar where numpy is not installed (its module is numpy)."""
+
+    __module__ = "numpy"
+    ndim = 0
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def item(self) -> Any:
+        return self.value
+
+
+class FakeNumpyArray(FakeNumpyScalar):
+    __module__ = "numpy"
+    ndim = 1
+
+
+def test_numpy_scalars_are_written_as_their_item() -> None:
+    assert encode({"n": FakeNumpyScalar(3), "b": FakeNumpyScalar(True)}) == b'{"n":3,"b":true}'
+    with pytest.raises(SerializationError, match=r"numpy\.FakeNumpyArray"):
+        encode(FakeNumpyArray([1, 2]))
+
+
+def test_real_numpy_scalars() -> None:
+    np = pytest.importorskip("numpy")
+    value = [np.int64(3), np.float32(0.5), np.bool_(True), np.str_("s"), np.array(2.5)]
+    assert same(decode(encode(value)), [3, 0.5, True, "s", 2.5])
+    with pytest.raises(SerializationError, match=r"numpy\.ndarray"):
+        encode(np.array([1, 2]))
+
+
+def test_unknown_type_error_says_how_to_register() -> None:
+    with pytest.raises(SerializationError) as info:
+        encode({"a": Custom()}, TYPES)
+    message = str(info.value)
+    assert "Custom at ['a']" in message
+    assert "TypeRegistry.register(Custom, encode=..., decode=...)" in message
+    assert "AsyncBlobStore(..., types=" in message
+
+
+def test_failing_user_codecs_are_serialization_errors() -> None:
+    types = TypeRegistry()
+    types.register(Custom, encode=lambda c: 1 / 0, decode=lambda v: Custom())
+    with pytest.raises(SerializationError, match=r"encoder of type 'Custom' failed at \['k'\]"):
+        encode({"k": Custom()}, types)
+    types.register(Custom, encode=lambda c: 1, decode=lambda v: v / 0)
+    with pytest.raises(SerializationError, match="malformed 'Custom' value"):
+        decode(encode(Custom(), types), types)
+    types.register(Custom, encode=lambda c: [c], decode=lambda v: v)
+    with pytest.raises(SerializationError, match="contains itself"):
+        encode(Custom(), types)
+    loop = Point(1)
+    loop.y = loop
+    with pytest.raises(SerializationError, match="contains itself"):
+        encode(loop)
+    with pytest.raises(SerializationError, match="has no field"):
+        decode(b'{"_bdtype_": "Point", "value": {"x": 1, "z": 2}}', TYPES)
+
+
+def test_register_checks_its_arguments() -> None:
+    types = TypeRegistry()
+    with pytest.raises(TypeError, match="encode= and decode="):
+        types.register(Custom)
+    with pytest.raises(TypeError, match="both"):
+        types.register(Custom, encode=str)
+    with pytest.raises(TypeError, match="a class"):
+        types.register(Point(1))  # type: ignore[type-var]
+    for reserved in ("set", "datetime", "path"):
+        with pytest.raises(ValueError, match="built-in"):
+            types.register(Point, reserved)
+    for builtin in (datetime, int, dict):
+        with pytest.raises(ValueError, match="by the codec itself"):
+            types.register(builtin, encode=str, decode=str)
+    types.register(Point, "p")
+    with pytest.raises(ValueError, match="already the name"):
+        types.register(Tag, "p")
+    assert Point in types and Tag not in types
+
+
+def test_registering_again_replaces_and_takes_effect_at_once() -> None:
+    types = TypeRegistry()
+    data = encode(Point(1), TYPES)
+    assert decode(data, types) == {"_bdtype_": "Point", "value": {"x": 1, "y": None}}
+    assert types.register(Point) is Point  # usable as a class decorator
+    assert decode(data, types) == Point(1)
+    types.register(Point, "P2")
+    assert encode(Point(1), types).startswith(b'{"_bdtype_":"P2"')
+    assert isinstance(decode(data, types), dict)  # the old name is gone
+    assert repr(types) == "TypeRegistry(P2)"
+
+
+async def test_store_uses_its_registry() -> None:
+    adapter = MemoryAdapter()
+    async with AsyncBlobStore(adapter, "app", "write_through", "etag", types=TYPES) as store:
+        await store.set_json("p", Point(Plain.ONE, Path("x")))
+        assert await store.get_json("p") == Point(Plain.ONE, Path("x"))
+        default = Point(0)
+        new = await store.update_json("q", lambda p: Point(p.x + 1, Shade.DARK), default=default)
+        assert new == Point(1, Shade.DARK) and default == Point(0)
+        assert await store.get_json("q") == Point(1, Shade.DARK)
+        with pytest.raises(SerializationError, match=r"TypeRegistry\.register") as info:
+            await store.set_json("bad", Custom())
+        assert info.value.key == "bad"
+    async with AsyncBlobStore(adapter, "app", owns_adapter=False) as plain:
+        assert (await plain.get_json("p"))["_bdtype_"] == "Point"
+    with pytest.raises(TypeError, match="TypeRegistry"):
+        AsyncBlobStore(MemoryAdapter(), "app", types=[Point])  # type: ignore[arg-type]
