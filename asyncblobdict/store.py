@@ -73,6 +73,13 @@ def _extra(content_type: str | None, metadata: Mapping[str, str] | None) -> _Ext
     return validate_content_type(content_type), validate_metadata(metadata) or None
 
 
+async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
+    """Close an adapter's listing now (a caller that stops early), not when it is collected."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def _level(name: str, prefix: str) -> str:
     """The name as a one-level listing below ``prefix`` shows it (a key, or its folder)."""
     cut = name.find("/", len(prefix))
@@ -224,20 +231,26 @@ class AsyncBlobStore:
             if key.startswith(prefix)
         }
         if not pending:
-            async for name in self.adapter.list_names(
-                self.container_name, prefix, delimiter=delimiter
-            ):
-                yield name
+            names = self.adapter.list_names(self.container_name, prefix, delimiter=delimiter)
+            try:
+                async for name in names:
+                    yield name
+            finally:
+                await _close_iterator(names)
             return
         # Pending changes below the prefix: list every key and fold the levels here, so a
         # folder whose keys are all deleted (pending) is left out too.
         shown: set[str] = set()
-        async for name in self.adapter.list_names(self.container_name, prefix):
-            if pending.pop(name, True):
-                entry = _level(name, prefix) if delimiter else name
-                if entry not in shown:
-                    shown.add(entry)
-                    yield entry
+        names = self.adapter.list_names(self.container_name, prefix)
+        try:
+            async for name in names:
+                if pending.pop(name, True):
+                    entry = _level(name, prefix) if delimiter else name
+                    if entry not in shown:
+                        shown.add(entry)
+                        yield entry
+        finally:
+            await _close_iterator(names)
         for key in sorted(pending):
             if pending[key]:
                 entry = _level(key, prefix) if delimiter else key

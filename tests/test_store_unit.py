@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -248,3 +249,24 @@ async def test_blob_info_is_plain_data() -> None:
     assert isinstance(info, BlobInfo) and info.size == 3 and info.content_md5 is not None
     assert [i.key async for i in adapter.list("c")] == ["k"]
     assert await adapter.head("c", "nope") is None
+
+
+async def test_iter_keys_stopped_early_closes_the_adapter_listing() -> None:
+    closed = False
+
+    class Watched(MemoryAdapter):
+        async def list_names(self, container: str, prefix: str = "", **kw: Any) -> Any:
+            nonlocal closed
+            try:
+                async for name in super().list_names(container, prefix, **kw):
+                    yield name
+            finally:
+                closed = True
+
+    store = AsyncBlobStore(Watched(), "c")
+    await store.set_many({"a": 1, "b": 2, "c": 3})
+    names = store.iter_keys()
+    async with contextlib.aclosing(names):
+        async for _ in names:
+            break
+    assert closed
