@@ -32,7 +32,7 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict.adapters import local as local_module
-from asyncblobdict.adapters.base import Adapter, BlobInfo
+from asyncblobdict.adapters.base import CREATE, Adapter, BlobInfo, Update
 
 TEMP = ".k.abd-tmp-0123456789abcdef"
 
@@ -54,6 +54,13 @@ def files_under(path: Path) -> list[str]:
 
 def temp_files(path: Path) -> list[str]:
     return [p for p in files_under(path) if ".abd-tmp-" in p]
+
+
+async def pair(a: LocalFileAdapter, container: str, key: str) -> tuple[bytes, str | None]:
+    """The value and its ETag."""
+    data, info = await a.get(container, key)
+    assert info.key == key and info.size == len(data)
+    return data, info.etag
 
 
 async def keys(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
@@ -86,7 +93,7 @@ async def test_layout_and_round_trip(tmp_path: Path) -> None:
     etag = await a.put("c", "demo/model.bin", data)
     assert etag == quoted_md5(data)
     assert (root / "c" / "demo" / "model.bin").read_bytes() == data  # the bytes, nothing else
-    assert await a.get("c", "demo/model.bin") == (data, etag)
+    assert await pair(a, "c", "demo/model.bin") == (data, etag)
     info = await a.head("c", "demo/model.bin")
     assert info is not None
     assert (info.key, info.size, info.etag) == ("demo/model.bin", len(data), etag)
@@ -98,10 +105,10 @@ async def test_layout_and_round_trip(tmp_path: Path) -> None:
 
 async def test_empty_large_and_bytearray_values(adapter: LocalFileAdapter) -> None:
     assert await adapter.put("c", "empty", b"") == quoted_md5(b"")
-    assert await adapter.get("c", "empty") == (b"", quoted_md5(b""))
+    assert await pair(adapter, "c", "empty") == (b"", quoted_md5(b""))
     big = os.urandom(5 * 1024 * 1024 + 3)
     await adapter.put("c", "big", big)
-    assert await adapter.get("c", "big") == (big, quoted_md5(big))
+    assert await pair(adapter, "c", "big") == (big, quoted_md5(big))
     info = await adapter.head("c", "big")
     assert info is not None and info.size == len(big) and info.etag == quoted_md5(big)
     await adapter.put("c", "ba", bytearray(b"abc"))  # type: ignore[arg-type]
@@ -130,21 +137,21 @@ async def test_missing_things_are_not_found(adapter: LocalFileAdapter, tmp_path:
 
 
 async def test_conditional_puts(adapter: LocalFileAdapter) -> None:
-    e1 = await adapter.put("c", "k", b"v1", if_none_match=True)
+    e1 = await adapter.put("c", "k", b"v1", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v2", if_none_match=True)
+        await adapter.put("c", "k", b"v2", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v2", if_match='"0123"')
-    assert await adapter.get("c", "k") == (b"v1", e1)
-    e2 = await adapter.put("c", "k", b"v2", if_match=e1)
+        await adapter.put("c", "k", b"v2", condition=Update('"0123"'))
+    assert await pair(adapter, "c", "k") == (b"v1", e1)
+    e2 = await adapter.put("c", "k", b"v2", condition=Update(e1))
     assert e2 == quoted_md5(b"v2")
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v3", if_match=e1)
+        await adapter.put("c", "k", b"v3", condition=Update(e1))
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "missing", b"x", if_match=e1)
+        await adapter.put("c", "missing", b"x", condition=Update(e1))
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "deep/missing", b"x", if_match=e1)
-    assert await adapter.get("c", "k") == (b"v2", e2)
+        await adapter.put("c", "deep/missing", b"x", condition=Update(e1))
+    assert await pair(adapter, "c", "k") == (b"v2", e2)
     assert temp_files(adapter.root) == []
 
 
@@ -152,13 +159,13 @@ async def test_deletes(adapter: LocalFileAdapter) -> None:
     await adapter.delete("c", "missing")  # no-op, even without root
     e = await adapter.put("c", "k", b"v")
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "missing", if_match=e)
+        await adapter.delete("c", "missing", condition=Update(e))
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "no/such/folder", if_match=e)
+        await adapter.delete("c", "no/such/folder", condition=Update(e))
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "k", if_match='"stale"')
-    assert await adapter.get("c", "k") == (b"v", e)
-    await adapter.delete("c", "k", if_match=e)
+        await adapter.delete("c", "k", condition=Update('"stale"'))
+    assert await pair(adapter, "c", "k") == (b"v", e)
+    await adapter.delete("c", "k", condition=Update(e))
     assert await adapter.head("c", "k") is None
     await adapter.delete("c", "k")
 
@@ -240,7 +247,7 @@ async def test_temp_files_are_never_listed_and_stale_ones_are_removed(
     assert await keys(adapter) == ["f/k"]
     assert young.exists()  # may belong to a live writer in another process
     assert not stale.exists()
-    assert await adapter.get("c", "f/k") == (b"committed", quoted_md5(b"committed"))
+    assert await pair(adapter, "c", "f/k") == (b"committed", quoted_md5(b"committed"))
     # A leftover temp file does not stop the key being replaced or deleted.
     await adapter.put("c", "f/k", b"next")
     assert (folder / "k").read_bytes() == b"next"
@@ -258,7 +265,7 @@ async def test_keys_shaped_like_temp_files_are_rejected(adapter: LocalFileAdapte
         assert await adapter.head("c", key) is None
         await adapter.delete("c", key)
         with pytest.raises(ConcurrencyError):
-            await adapter.delete("c", key, if_match=quoted_md5(b"a write in progress"))
+            await adapter.delete("c", key, condition=Update(quoted_md5(b"a write in progress")))
     assert (adapter.root / "c" / "f" / TEMP).exists()
     # Only the exact shape is reserved.
     allowed = [TEMP + "0", TEMP[1:], "x.abd-tmp-0123456789abcdef", ".k.abd-tmp-0123"]
@@ -295,7 +302,8 @@ async def test_readers_never_see_a_torn_value(tmp_path: Path, durable: bool) -> 
 
     async def read() -> None:
         while not stop:
-            data, etag = await reader.get("c", "k")
+            data, info = await reader.get("c", "k")
+            etag = info.etag
             assert data in values
             assert etag == quoted_md5(data)
             seen.add(data[:1])
@@ -356,9 +364,11 @@ def _increment(a: LocalFileAdapter, rounds: int) -> tuple[int, int]:
     async def run() -> tuple[int, int]:
         landed = failed = 0
         for _ in range(rounds):
-            data, etag = await a.get("c", "n")
+            data, info = await a.get("c", "n")
+            assert info.etag is not None
+            etag = info.etag
             try:
-                await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+                await a.put("c", "n", str(int(data) + 1).encode(), condition=Update(etag))
                 landed += 1
             except ConcurrencyError:
                 failed += 1
@@ -392,7 +402,7 @@ def test_unconditional_writes_cannot_slip_into_a_conditional_write(tmp_path: Pat
         for i in range(150):
             await a.delete("c", "k")
             results = await asyncio.gather(
-                a.put("c", "k", b"created", if_none_match=True),
+                a.put("c", "k", b"created", condition=CREATE),
                 a.put("c", "k", b"blind"),
                 return_exceptions=True,
             )
@@ -409,14 +419,16 @@ def test_unconditional_writes_cannot_slip_into_a_conditional_write(tmp_path: Pat
 PROCESS_WORKER = """
 import asyncio, json, sys
 from asyncblobdict import ConcurrencyError, LocalFileAdapter
+from asyncblobdict.adapters.base import Update
 
 async def main(root, n):
     a = LocalFileAdapter(root, durable=False)
     landed = failed = 0
     for _ in range(n):
-        data, etag = await a.get("c", "n")
+        data, info = await a.get("c", "n")
+        etag = info.etag
         try:
-            await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+            await a.put("c", "n", str(int(data) + 1).encode(), condition=Update(etag))
             landed += 1
         except ConcurrencyError:
             failed += 1
@@ -455,11 +467,12 @@ async def test_conditional_increments_from_processes_lose_nothing(tmp_path: Path
 CONDITIONAL_WRITE = """
 import asyncio, sys
 from asyncblobdict import LocalFileAdapter
+from asyncblobdict.adapters.base import Update
 
 async def main(root):
     a = LocalFileAdapter(root, durable=False)
-    _, etag = await a.get("c", "k")
-    await a.put("c", "k", b"from another process", if_match=etag)
+    _, info = await a.get("c", "k")
+    await a.put("c", "k", b"from another process", condition=Update(info.etag))
     await a.close()
 
 asyncio.run(main(sys.argv[1]))
@@ -475,16 +488,17 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
     a = LocalFileAdapter(tmp_path, durable=False)
     await a.put("c", "k", b"0")
     inside, release = threading.Event(), threading.Event()
-    real_check = local_module._check_condition
+    real_check = local_module.check_condition
 
     def pausing_check(*args: Any) -> None:
         inside.set()  # we are in the I/O thread, holding the key's stripe lock
         release.wait(30)
         real_check(*args)
 
-    monkeypatch.setattr(local_module, "_check_condition", pausing_check)
-    _, etag = await a.get("c", "k")
-    write = asyncio.ensure_future(a.put("c", "k", b"1", if_match=etag))
+    monkeypatch.setattr(local_module, "check_condition", pausing_check)
+    etag = (await a.get("c", "k"))[1].etag
+    assert etag is not None
+    write = asyncio.ensure_future(a.put("c", "k", b"1", condition=Update(etag)))
     assert await asyncio.to_thread(inside.wait, 30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
@@ -497,7 +511,7 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
     try:
         release.set()
         await asyncio.wait_for(write, 30)
-        monkeypatch.setattr(local_module, "_check_condition", real_check)
+        monkeypatch.setattr(local_module, "check_condition", real_check)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         proc = subprocess.Popen([sys.executable, "-c", CONDITIONAL_WRITE, str(tmp_path)], env=env)
         try:
@@ -563,10 +577,11 @@ async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
         return peak
 
     peaks = {"put": await peak_of(a.put("c", DEEP_KEY, b"v"))}
-    _, etag = await a.get("c", DEEP_KEY)
+    etag = (await a.get("c", DEEP_KEY))[1].etag
+    assert etag is not None
     peaks["get"] = await peak_of(a.get("c", DEEP_KEY))
     peaks["head"] = await peak_of(a.head("c", DEEP_KEY))
-    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", if_match=etag))
+    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", condition=Update(etag)))
     peaks["list"] = await peak_of(keys(a, "c", "d/d/"))
     peaks["delete"] = await peak_of(a.delete("c", DEEP_KEY))
     assert all(p <= FD_BOUND for p in peaks.values()), str(peaks)
@@ -682,7 +697,7 @@ async def test_a_planted_folder_symlink_is_never_followed(
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.put("c", "link/new", b"x")
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.put("c", "link/secret", b"x", if_match=quoted_md5(b"top secret"))
+        await adapter.put("c", "link/secret", b"x", condition=Update(quoted_md5(b"top secret")))
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.delete("c", "link/secret")
     assert await keys(adapter) == ["real"]
@@ -701,9 +716,9 @@ async def test_a_planted_file_symlink_is_never_followed(
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.head("c", "f")
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.put("c", "f", b"x", if_match=quoted_md5(b"top secret"))
+        await adapter.put("c", "f", b"x", condition=Update(quoted_md5(b"top secret")))
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.delete("c", "f", if_match=quoted_md5(b"top secret"))
+        await adapter.delete("c", "f", condition=Update(quoted_md5(b"top secret")))
     assert await keys(adapter) == ["real"]
     assert_outside_untouched(outside)
     # Unconditional writes and deletes act on the link itself, never on its target.
@@ -775,17 +790,17 @@ async def test_a_value_and_a_folder_cannot_share_a_name(adapter: LocalFileAdapte
     for key in ("a/b", "a/b/c"):
         with pytest.raises(StorageError, match=r"'a' is a value, so .* cannot be stored beside"):
             await adapter.put("c", key, b"x")
-    assert await adapter.get("c", "a") == (b"value", e)
+    assert await pair(adapter, "c", "a") == (b"value", e)
 
     e2 = await adapter.put("c", "d/e", b"inner")
     with pytest.raises(StorageError, match="'d' is a folder of other keys"):
         await adapter.put("c", "d", b"x")
     with pytest.raises(StorageError, match="folder of other keys"):
-        await adapter.put("c", "d", b"x", if_none_match=True)
+        await adapter.put("c", "d", b"x", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "d", b"x", if_match=e2)
+        await adapter.put("c", "d", b"x", condition=Update(e2))
     await adapter.delete("c", "d")  # not a value: nothing to delete
-    assert await adapter.get("c", "d/e") == (b"inner", e2)
+    assert await pair(adapter, "c", "d/e") == (b"inner", e2)
     assert await keys(adapter) == ["a", "d/e"]
     assert temp_files(adapter.root) == []
 
@@ -834,7 +849,7 @@ async def test_os_errors_become_storage_errors_and_leave_the_old_value(
     assert err.error_code == errno.errorcode[code]
     assert (err.container, err.key) == ("c", "dir/k")
     assert "'dir/k'" in str(err) and "'c'" in str(err)
-    assert await adapter.get("c", "dir/k") == (b"old value", e)
+    assert await pair(adapter, "c", "dir/k") == (b"old value", e)
     assert temp_files(adapter.root) == []
 
 
@@ -909,7 +924,7 @@ async def test_a_cancelled_read_leaves_the_adapter_working(adapter: LocalFileAda
 
 SEGMENT_CHARS = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\\x7f")
 SEGMENT = st.text(SEGMENT_CHARS, min_size=1, max_size=12).filter(
-    lambda s: s not in (".", "..") and not local_module._is_temp_name(s)
+    lambda s: local_module._valid_segment(s) and not local_module._is_reserved_name(s)
 )
 KEY = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join)
 
