@@ -80,7 +80,7 @@ import stat
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,6 +191,13 @@ class _Vanished(FileNotFoundError):
 
 class _Replaced(Exception):
     """Internal: the version opened was replaced before its sidecar record was read."""
+
+
+class _Again:
+    """Internal: the version looked at changed meanwhile; look at the key again."""
+
+
+_AGAIN = _Again()
 
 
 _T = TypeVar("_T")
@@ -571,16 +578,16 @@ class LocalFileAdapter:
     # -- reading (in the I/O threads) --------------------------------------------------
 
     def _in_folder(
-        self, container: str, key: str, action: Callable[[int, str], _T | None]
+        self, container: str, key: str, action: Callable[[_Fds, str], _T | None]
     ) -> _T | None:
-        """Apply ``action(folder_fd, name)`` in the key's folder, opened without following
-        symlinks. None when the folder is missing (or its name is longer than this
+        """Apply ``action([root_fd, folder_fd], name)`` in the key's folder, opened without
+        following symlinks. None when the folder is missing (or its name is longer than this
         filesystem allows, so the key can never have been stored)."""
         parts = key.split("/")
         try:
             fds = self._walk(container, parts[:-1], key, create=False)
             try:
-                return action(fds[-1], parts[-1])
+                return action(fds, parts[-1])
             finally:
                 _close_all(fds)
         except _Missing:
@@ -591,45 +598,76 @@ class LocalFileAdapter:
             return None
 
     def _get_sync(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
-        found = self._in_folder(container, key, self._read_data)
+        def read(fds: _Fds, name: str) -> _Found | None:
+            return self._inspect(
+                fds[-1], name, True, lambda: self._locked(fds[0], container, key, shared=True)
+            )
+
+        found = self._in_folder(container, key, read)
         if found is None:
             raise BlobNotFoundError("key not found", container=container, key=key)
         assert found.data is not None
         return found.data, found.info(key)
 
     def _head_sync(self, container: str, key: str) -> BlobInfo | None:
-        found = self._in_folder(container, key, self._read_info)
+        def read(fds: _Fds, name: str) -> _Found | None:
+            return self._inspect(
+                fds[-1], name, False, lambda: self._locked(fds[0], container, key, shared=True)
+            )
+
+        found = self._in_folder(container, key, read)
         return None if found is None else found.info(key)
 
-    def _read_data(self, folder: int, name: str) -> _Found | None:
-        return self._inspect(folder, name, True)
-
-    def _read_info(self, folder: int, name: str) -> _Found | None:
-        return self._inspect(folder, name, False)
-
-    def _inspect(self, folder: int, name: str, read: bool) -> _Found | None:
+    def _inspect(
+        self,
+        folder: int,
+        name: str,
+        read: bool,
+        shared_lock: Callable[[], AbstractContextManager[None]] | None,
+    ) -> _Found | None:
         """The version of ``name`` stored now, with its bytes if ``read``; None if missing
-        (or not a regular file). Raises OSError (ELOOP for a symlink)."""
-        for attempt in range(_REOPEN_ATTEMPTS, 0, -1):
-            settle = attempt > 1  # the last attempt takes whatever it finds
-            try:
-                fd = os.open(name, _READ_FLAGS, dir_fd=folder)
-            except FileNotFoundError:
+        (or not a regular file). Raises OSError (ELOOP for a symlink).
+
+        In the rare case that the version opened is replaced before its sidecar is read (the
+        writer removes the old sidecar), the key is opened again; after a few such races the
+        last attempts run under the key's lock taken shared (``shared_lock``, None when the
+        caller holds it already), where no writer of this backend can replace it.
+        """
+        for _ in range(_REOPEN_ATTEMPTS):
+            found = self._inspect_once(folder, name, read, settle=True)
+            if not isinstance(found, _Again):
+                return found
+        if shared_lock is not None:
+            with shared_lock():
+                found = self._inspect_once(folder, name, read, settle=True)
+                if not isinstance(found, _Again):
+                    return found
+        # Changed by another program under every attempt: take whatever is there now.
+        found = self._inspect_once(folder, name, read, settle=False)
+        assert not isinstance(found, _Again)
+        return found
+
+    def _inspect_once(
+        self, folder: int, name: str, read: bool, *, settle: bool
+    ) -> _Found | _Again | None:
+        """One attempt of ``_inspect``: a _Found, None (missing), or _AGAIN if ``settle``
+        and the version changed under it."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 return None
             try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    return None
-                try:
-                    record = self._record(fd, folder, name, st, settle=settle)
-                except _Replaced:
-                    continue
-                found = _examine(fd, st, record, read, settle)
-                if found is not None:
-                    return found
-            finally:
-                os.close(fd)
-        raise AssertionError("unreachable: the last attempt always answers")  # pragma: no cover
+                record = self._record(fd, folder, name, st, settle=settle)
+            except _Replaced:
+                return _AGAIN
+            found = _examine(fd, st, record, read, settle)
+            return _AGAIN if found is None else found
+        finally:
+            os.close(fd)
 
     def _record(
         self, fd: int, folder: int, name: str, st: os.stat_result, *, settle: bool
@@ -687,7 +725,7 @@ class LocalFileAdapter:
                 return "*" if stat.S_ISREG(os.fstat(fd).st_mode) else None
             finally:
                 os.close(fd)
-        found = self._inspect(folder, name, False)
+        found = self._inspect(folder, name, False, None)  # the caller holds the lock
         return None if found is None else _etag_of(found.md5)
 
     # -- writing (in the I/O threads) --------------------------------------------------
@@ -1179,8 +1217,11 @@ class LocalFileAdapter:
         )
 
     @contextmanager
-    def _locked(self, root: int, container: str, key: str) -> Iterator[None]:
-        """Hold the key's stripe lock (across threads and processes) for the block.
+    def _locked(
+        self, root: int, container: str, key: str, *, shared: bool = False
+    ) -> Iterator[None]:
+        """Hold the key's stripe lock (across threads and processes) for the block:
+        exclusive for writers, ``shared`` for a reader that must not be overtaken.
 
         flock belongs to the open file description, so opening the lock file anew for each
         operation makes threads of one process exclude each other too. The lock is released
@@ -1197,7 +1238,7 @@ class LocalFileAdapter:
             os.close(locks)
         try:
             assert _fcntl is not None
-            _fcntl.flock(fd, _fcntl.LOCK_EX)
+            _fcntl.flock(fd, _fcntl.LOCK_SH if shared else _fcntl.LOCK_EX)
             try:
                 yield
             finally:
