@@ -209,7 +209,7 @@ _NameEntries = list[tuple[str, str, bool]]
 _DirEntries = list["os.DirEntry[str]"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Record:
     """What a write knows about the version it wrote, kept with the file.
 
@@ -243,21 +243,16 @@ class _Record:
             if len(head) != 5 or head[0] != _RECORD_TAG or len(lines) < 3 or lines[-1]:
                 return None
             md5 = bytes.fromhex(head[1])
-            size, mtime_ns, written_ns = int(head[2]), int(head[3]), int(head[4])
-            metadata = {}
-            for line in lines[2:-1]:
-                name, sep, value = line.partition("=")
-                if not sep:
-                    return None
-                metadata[name] = value
-        except ValueError:  # includes UnicodeDecodeError
+            metadata = dict(line.split("=", 1) for line in lines[2:-1]) if len(lines) > 3 else {}
+            record = _Record(
+                md5, int(head[2]), int(head[3]), int(head[4]), lines[1] or None, metadata
+            )
+        except ValueError:  # includes UnicodeDecodeError, and a line without "="
             return None
-        if len(md5) != 16:
-            return None
-        return _Record(md5, size, mtime_ns, written_ns, lines[1] or None, metadata)
+        return record if len(md5) == 16 else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Found:
     """A stored version as a read saw it."""
 
@@ -436,6 +431,7 @@ class LocalFileAdapter:
         self._good_containers: set[str] = set()
         # Records go to an extended attribute until the filesystem says it has none.
         self._xattrs = _HAS_XATTR and _metadata_store == "auto"
+        self._decoded: dict[bytes, _Record] = {}
 
     def __repr__(self) -> str:
         return f"LocalFileAdapter(root={self._root!r}, durable={self.durable})"
@@ -684,7 +680,7 @@ class LocalFileAdapter:
                 if exc.errno not in _XATTR_ABSENT:
                     raise
             else:
-                return _Record.decode(raw)
+                return self._decode(raw)
         if not _may_have_sidecar(st):
             return None  # not written by this backend with a sidecar
         try:
@@ -707,11 +703,23 @@ class LocalFileAdapter:
             sst = os.fstat(side)
             if not stat.S_ISREG(sst.st_mode) or sst.st_size > _MAX_RECORD_BYTES:
                 return None
-            record = _Record.decode(os.read(side, _MAX_RECORD_BYTES + 1))
+            record = self._decode(os.read(side, _MAX_RECORD_BYTES + 1))
         finally:
             os.close(side)
         if record is None or record.mtime_ns != st.st_mtime_ns:
             return None
+        return record
+
+    def _decode(self, raw: bytes) -> _Record | None:
+        """``_Record.decode``, remembering small records: a value read again and again has
+        the same record (records are never changed in place, only replaced)."""
+        record = self._decoded.get(raw)
+        if record is None:
+            record = _Record.decode(raw)
+            if record is not None and len(raw) <= _REMEMBER_RECORD_BYTES:
+                if len(self._decoded) >= _REMEMBER_RECORDS:
+                    self._decoded.clear()
+                self._decoded[raw] = record
         return record
 
     def _current_etag(self, folder: int, name: str, exact: bool) -> str | None:
@@ -1271,6 +1279,8 @@ class LocalFileAdapter:
 
 
 _LIST_BATCH = 512
+_REMEMBER_RECORDS = 1024
+_REMEMBER_RECORD_BYTES = 512
 _NAMES_BATCH = 2048
 # Folder fds a delete keeps open to remove the folders it leaves empty (deeper keys walk again).
 _PRUNE_WINDOW = 8
