@@ -205,7 +205,6 @@ _Fds = list[int]
 _Names = list[str]
 _Batch = list[_T]
 _Entries = list[tuple[str, str, "os.stat_result | None"]]
-_NameEntries = list[tuple[str, str, bool]]
 _DirEntries = list["os.DirEntry[str]"]
 
 
@@ -561,10 +560,10 @@ class LocalFileAdapter:
         validate_prefix(prefix, container)
         scan = self._scan_names(container, prefix, delimiter is not None)
         while True:
-            batch = await self._io.run(self._take, scan, container, _NAMES_BATCH)
+            batch, done = await self._io.run(self._take_names, scan, container)
             for name in batch:
                 yield name
-            if len(batch) < _NAMES_BATCH:
+            if done:
                 return
 
     async def close(self) -> None:
@@ -1081,29 +1080,56 @@ class LocalFileAdapter:
             _log.warning("list skips %s", exc)
             return None
 
-    def _scan_names(self, container: str, prefix: str, fold: bool) -> Iterator[str]:
+    def _take_names(self, scan: Iterator[_Names], container: str) -> tuple[_Names, bool]:
+        """The next names (whole folders' runs, at least _NAMES_BATCH unless the scan ends),
+        and whether the scan ended."""
+        batch: _Names = []
+        try:
+            for run in scan:
+                batch += run
+                if len(batch) >= _NAMES_BATCH:
+                    return batch, False
+        except OSError as exc:
+            raise self._os_error(exc, "list", container, None) from None
+        return batch, True
+
+    def _scan_names(self, container: str, prefix: str, fold: bool) -> Iterator[_Names]:
+        """Runs of names in sorted order (a folder's names between its sub-folders)."""
         start = self._start(prefix)
         if start is not None:
             yield from self._scan_names_in(container, start, prefix, fold)
 
     def _scan_names_in(
         self, container: str, parts: _Names, prefix: str, fold: bool
-    ) -> Iterator[str]:
+    ) -> Iterator[_Names]:
         base = "/".join(parts) + "/" if parts else ""
-        for candidate, name, is_folder in self._read_names(container, parts, base, prefix):
-            if is_folder and not fold:
-                yield from self._scan_names_in(container, [*parts, name], prefix, False)
-            else:
-                yield candidate
+        names, folders = self._read_names(container, parts, base, prefix)
+        if fold or not folders:
+            yield names
+            return
+        # A folder's name ends with "/" (a key's never does): descend there, in order.
+        run = 0
+        for i, name in enumerate(names):
+            if name[-1] == "/":
+                yield names[run:i]
+                yield from self._scan_names_in(
+                    container, [*parts, name[len(base) : -1]], prefix, False
+                )
+                run = i + 1
+        yield names[run:]
 
-    def _read_names(self, container: str, parts: _Names, base: str, prefix: str) -> _NameEntries:
-        """One folder's matching entries, sorted as in ``_read_folder``, from the folder
-        entries' types alone (``d_type``: no stat per key on Linux and macOS)."""
+    def _read_names(
+        self, container: str, parts: _Names, base: str, prefix: str
+    ) -> tuple[_Names, int]:
+        """One folder's matching names, sorted as in ``_read_folder`` (sub-folders as
+        ``name/``), and how many are folders; from the entries' types alone (``d_type``: no
+        stat per key on Linux and macOS)."""
         fds = self._open_listed(container, parts)
         if fds is None:
-            return []
-        out: _NameEntries = []
+            return [], 0
+        out: _Names = []
         append = out.append
+        folders = 0
         # Below the prefix's own folder every name matches it.
         check = len(base) < len(prefix)
         try:
@@ -1115,19 +1141,21 @@ class LocalFileAdapter:
                     candidate = base + name
                     if check and not candidate.startswith(prefix):
                         continue
-                    if entry.is_dir(follow_symlinks=False):
-                        if len(candidate) < MAX_KEY_LENGTH - 1 and _valid_entry(name):
-                            append((candidate + "/", name, True))
-                    elif (
-                        entry.is_file(follow_symlinks=False)
-                        and len(candidate) <= MAX_KEY_LENGTH
-                        and _valid_entry(name)
+                    if not (
+                        (name.isascii() and name.isprintable() and "\\" not in name)
+                        or (not name.isascii() and _valid_segment(name))
                     ):
-                        append((candidate, name, False))
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if len(candidate) < MAX_KEY_LENGTH - 1:
+                            append(candidate + "/")
+                            folders += 1
+                    elif entry.is_file(follow_symlinks=False) and len(candidate) <= MAX_KEY_LENGTH:
+                        append(candidate)
         finally:
             _close_all(fds)
         out.sort()
-        return out
+        return out, folders
 
     # -- helpers -----------------------------------------------------------------------
 
