@@ -1396,6 +1396,48 @@ async def test_a_damaged_record_is_ignored(tmp_path: Path, store: str) -> None:
     await a.close()
 
 
+async def test_a_filesystem_that_rounds_mtimes_keeps_records_but_hashes_every_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAT, exFAT, HFS+ or ext4 with small inodes cannot hold the mark to the nanosecond:
+    # the rounded mark still names the sidecar, but proves nothing, so reads hash.
+    real_utime = os.utime
+
+    def rounding_utime(target: Any, *args: Any, ns: Any = None, **kwargs: Any) -> None:
+        if ns is not None:
+            ns = tuple(t - t % 10_000_000 for t in ns)
+        real_utime(target, *args, ns=ns, **kwargs)
+
+    monkeypatch.setattr(os, "utime", rounding_utime)
+    hashed: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(data: bytes = b"", **kwargs: Any) -> Any:
+        hashed.append(len(data))
+        return real_md5(data, **kwargs)
+
+    for store in STORES:
+        a = LocalFileAdapter(tmp_path / store, _metadata_store=store)  # type: ignore[arg-type]
+        value = os.urandom(BIG)
+        etag = await a.put("c", "k", value, content_type="t/t", metadata={"a": "1"})
+        monkeypatch.setattr(hashlib, "md5", counting_md5)
+        data, info = await a.get("c", "k")
+        monkeypatch.setattr(hashlib, "md5", real_md5)
+        assert hashed == [BIG]
+        hashed.clear()
+        assert (data, info.etag, info.content_type, dict(info.metadata)) == (
+            value,
+            etag,
+            "t/t",
+            {"a": "1"},
+        )
+        mtime_ns = (tmp_path / store / "c" / "k").stat().st_mtime_ns
+        assert mtime_ns % 10_000_000 == 0  # rounded indeed
+        assert info.last_modified is not None
+        assert info.last_modified.timestamp() * 1e9 - mtime_ns >= local_module.MTIME_MARK_NS - 1e4
+        await a.close()
+
+
 class ReadCounter:
     """Counts the bytes this process reads through os.read / readv / pread / preadv."""
 

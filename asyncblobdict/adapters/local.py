@@ -311,9 +311,8 @@ def _meta_identity(sidecar: str) -> tuple[str, int, int]:
 
 
 def _may_have_sidecar(st: os.stat_result) -> bool:
-    # Our writes set an odd mtime; a sidecar name needs 16 hex digits.
-    mtime = st.st_mtime_ns
-    return 0 < mtime < 1 << 64 and mtime & 1 == 1 and 0 <= st.st_ino < 1 << 64
+    # A sidecar's name holds the inode and the mtime as 16 hex digits each.
+    return 0 < st.st_mtime_ns < 1 << 64 and 0 <= st.st_ino < 1 << 64
 
 
 def _valid_segment(name: str) -> bool:
@@ -807,9 +806,13 @@ class LocalFileAdapter:
                 now = time.time_ns()
                 mark = (now - MTIME_MARK_NS) | 1
                 os.utime(tfd, ns=(mark, mark))
-                raw = _Record(md5, len(data), mark, now, content_type, metadata).encode()
+                # What the filesystem kept: the mark, or (without nanoseconds) the mark
+                # rounded to an even number, which names the sidecar but proves nothing.
+                st = os.fstat(tfd)
+                kept = st.st_mtime_ns
+                raw = _Record(md5, len(data), kept, now, content_type, metadata).encode()
                 if not self._set_record(tfd, raw):
-                    sidecar = _meta_name(name, os.fstat(tfd).st_ino, mark)
+                    sidecar = _meta_name(name, st.st_ino, kept)
                     self._write_sidecar(folder, sidecar, raw)
                 if self.durable:
                     os.fsync(tfd)
@@ -1320,8 +1323,16 @@ def _proven(record: _Record | None, st: os.stat_result, size: int) -> bool:
     return (
         record is not None
         and st.st_mtime_ns == record.mtime_ns
+        and record.mtime_ns & 1 == 1  # the mark itself, not a rounded one
         and st.st_size == size == record.size
     )
+
+
+def _modified(record: _Record | None, st: os.stat_result) -> int:
+    """The write's own time while the file still has the mtime it was given, else the mtime."""
+    if record is not None and record.mtime_ns == st.st_mtime_ns:
+        return record.written_ns
+    return st.st_mtime_ns
 
 
 def _examine(
@@ -1335,14 +1346,17 @@ def _examine(
         # so a proven record describes exactly the bytes read.
         after = os.fstat(fd)
         size = len(data)
-        if record is not None and _proven(record, after, size):
-            md5 = record.md5 if size > SMALL_VALUE_BYTES else _md5(data)
-            return _Found(size, md5, record.written_ns, record, data if read else None)
-        return _Found(size, _md5(data), after.st_mtime_ns, record, data if read else None)
-    if record is not None and _proven(record, st, st.st_size):
+        if size > SMALL_VALUE_BYTES and _proven(record, after, size):
+            assert record is not None
+            md5 = record.md5
+        else:
+            md5 = _md5(data)
+        return _Found(size, md5, _modified(record, after), record, data if read else None)
+    if _proven(record, st, st.st_size):
+        assert record is not None
         return _Found(st.st_size, record.md5, record.written_ns, record, None)
     md5, size = _hash_open(fd)
     after = os.fstat(fd)
     if settle and (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, size):
         return None
-    return _Found(size, md5, st.st_mtime_ns, record, None)
+    return _Found(size, md5, _modified(record, after), record, None)
