@@ -290,6 +290,8 @@ def _is_reserved_name(name: str) -> bool:
 
 
 def _short(name: str) -> str:
+    if len(name) <= _SHORT_NAME_BYTES // 4:  # at most 4 bytes of UTF-8 per character
+        return name
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > _SHORT_NAME_BYTES:
         return raw[:_SHORT_NAME_BYTES].decode("utf-8", "ignore")
@@ -1340,18 +1342,21 @@ def _examine(
 ) -> _Found | None:
     """Size, MD5 and (if ``read``) bytes of the open version; None if ``settle`` and it
     changed while it was hashed (the caller looks again)."""
-    if read or st.st_size <= SMALL_VALUE_BYTES:
+    if st.st_size <= SMALL_VALUE_BYTES:
         data = _read_open(fd, st.st_size)
+        if len(data) <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
+            return _Found(len(data), _md5(data), _modified(record, st), record, data)
+    elif read:
+        data = _read_open(fd, st.st_size)
+    else:
+        data = None
+    if data is not None:
         # After the read: a write that started before this fstat has already moved the mtime,
         # so a proven record describes exactly the bytes read.
         after = os.fstat(fd)
         size = len(data)
-        if size > SMALL_VALUE_BYTES and _proven(record, after, size):
-            assert record is not None
-            md5 = record.md5
-        else:
-            md5 = _md5(data)
-        return _Found(size, md5, _modified(record, after), record, data if read else None)
+        md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
+        return _Found(size, md5, _modified(record, after), record, data)
     if _proven(record, st, st.st_size):
         assert record is not None
         return _Found(st.st_size, record.md5, record.written_ns, record, None)
