@@ -40,11 +40,11 @@ both, so adapters of either kind share a root.
 ETags are the quoted MD5 hex of the content (``'"<md5hex>"'``), the same digest Azure keeps as
 Content-MD5. The MD5 is computed once, when the value is written, and kept in the record; it
 is trusted only while the file is provably untouched since: the write sets the file's mtime to
-a mark ``M`` 20 ms in the past (odd nanoseconds) and records ``M`` and the size, and any
-later in-place change by another program moves the mtime to the kernel's "now", which is
-later than ``M`` by more than one clock tick. A file whose mtime or size differ, or that has
-no record (written by another program), is hashed; so are values of at most
-:data:`SMALL_VALUE_BYTES`, which cost less to hash than to reason about.
+a mark ``M`` 20 ms in the past (odd nanoseconds) and records it and the size, and any later
+in-place change by another program moves the mtime to the kernel's "now", which is later than
+``M`` by more than one clock tick. A file whose mtime or size differ, that has no record
+(written by another program), or whose filesystem rounded the mark, is hashed; so are values
+of at most :data:`SMALL_VALUE_BYTES`, whose MD5 costs a few microseconds.
 
 Limits stated, not hidden:
 
