@@ -158,7 +158,10 @@ def extract(rev: str, into: Path) -> Path:
     archive = into / "tree.tar"
     archive.write_bytes(tar)
     with tarfile.open(archive) as t:
-        t.extractall(tmp, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            t.extractall(tmp, filter="data")
+        else:  # Python before 3.10.12 / 3.11.4; our own repository's archive
+            t.extractall(tmp)
     return tmp
 
 
