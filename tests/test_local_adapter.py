@@ -63,6 +63,10 @@ async def pair(a: LocalFileAdapter, container: str, key: str) -> tuple[bytes, st
     return data, info.etag
 
 
+async def names_of(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
+    return [name async for name in a.list_names(container, prefix)]
+
+
 async def keys(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
     return [info.key async for info in a.list(container, prefix)]
 
@@ -576,6 +580,7 @@ async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
         assert not held, "descriptors left open"
         return peak
 
+    sidecar = LocalFileAdapter(tmp_path, durable=False, _metadata_store="sidecar")
     peaks = {"put": await peak_of(a.put("c", DEEP_KEY, b"v"))}
     etag = (await a.get("c", DEEP_KEY))[1].etag
     assert etag is not None
@@ -583,12 +588,16 @@ async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
     peaks["head"] = await peak_of(a.head("c", DEEP_KEY))
     peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", condition=Update(etag)))
     peaks["list"] = await peak_of(keys(a, "c", "d/d/"))
+    peaks["list_names"] = await peak_of(names_of(a, "c", "d/d/"))
+    peaks["sidecar put"] = await peak_of(sidecar.put("c", DEEP_KEY, b"s", metadata={"a": "1"}))
+    peaks["sidecar get"] = await peak_of(sidecar.get("c", DEEP_KEY))
     peaks["delete"] = await peak_of(a.delete("c", DEEP_KEY))
     assert all(p <= FD_BOUND for p in peaks.values()), str(peaks)
     # The delete still removed every folder it left empty, and only those.
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["c"]
-    assert list((tmp_path / "c").iterdir()) == []
+    assert list((tmp_path / "c").iterdir()) == []  # the sidecar went with the value
     await a.close()
+    await sidecar.close()
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 9, 17, 40])
