@@ -15,7 +15,7 @@ import threading
 import time
 import unicodedata
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict.adapters import local as local_module
-from asyncblobdict.adapters.base import Adapter, BlobInfo
+from asyncblobdict.adapters.base import CREATE, OVERWRITE, Adapter, BlobInfo, Update, fold_levels
 
 TEMP = ".k.abd-tmp-0123456789abcdef"
 
@@ -54,6 +54,17 @@ def files_under(path: Path) -> list[str]:
 
 def temp_files(path: Path) -> list[str]:
     return [p for p in files_under(path) if ".abd-tmp-" in p]
+
+
+async def pair(a: LocalFileAdapter, container: str, key: str) -> tuple[bytes, str | None]:
+    """The value and its ETag."""
+    data, info = await a.get(container, key)
+    assert info.key == key and info.size == len(data)
+    return data, info.etag
+
+
+async def names_of(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
+    return [name async for name in a.list_names(container, prefix)]
 
 
 async def keys(a: LocalFileAdapter, container: str = "c", prefix: str = "") -> list[str]:
@@ -86,7 +97,7 @@ async def test_layout_and_round_trip(tmp_path: Path) -> None:
     etag = await a.put("c", "demo/model.bin", data)
     assert etag == quoted_md5(data)
     assert (root / "c" / "demo" / "model.bin").read_bytes() == data  # the bytes, nothing else
-    assert await a.get("c", "demo/model.bin") == (data, etag)
+    assert await pair(a, "c", "demo/model.bin") == (data, etag)
     info = await a.head("c", "demo/model.bin")
     assert info is not None
     assert (info.key, info.size, info.etag) == ("demo/model.bin", len(data), etag)
@@ -98,10 +109,10 @@ async def test_layout_and_round_trip(tmp_path: Path) -> None:
 
 async def test_empty_large_and_bytearray_values(adapter: LocalFileAdapter) -> None:
     assert await adapter.put("c", "empty", b"") == quoted_md5(b"")
-    assert await adapter.get("c", "empty") == (b"", quoted_md5(b""))
+    assert await pair(adapter, "c", "empty") == (b"", quoted_md5(b""))
     big = os.urandom(5 * 1024 * 1024 + 3)
     await adapter.put("c", "big", big)
-    assert await adapter.get("c", "big") == (big, quoted_md5(big))
+    assert await pair(adapter, "c", "big") == (big, quoted_md5(big))
     info = await adapter.head("c", "big")
     assert info is not None and info.size == len(big) and info.etag == quoted_md5(big)
     await adapter.put("c", "ba", bytearray(b"abc"))  # type: ignore[arg-type]
@@ -130,21 +141,21 @@ async def test_missing_things_are_not_found(adapter: LocalFileAdapter, tmp_path:
 
 
 async def test_conditional_puts(adapter: LocalFileAdapter) -> None:
-    e1 = await adapter.put("c", "k", b"v1", if_none_match=True)
+    e1 = await adapter.put("c", "k", b"v1", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v2", if_none_match=True)
+        await adapter.put("c", "k", b"v2", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v2", if_match='"0123"')
-    assert await adapter.get("c", "k") == (b"v1", e1)
-    e2 = await adapter.put("c", "k", b"v2", if_match=e1)
+        await adapter.put("c", "k", b"v2", condition=Update('"0123"'))
+    assert await pair(adapter, "c", "k") == (b"v1", e1)
+    e2 = await adapter.put("c", "k", b"v2", condition=Update(e1))
     assert e2 == quoted_md5(b"v2")
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "k", b"v3", if_match=e1)
+        await adapter.put("c", "k", b"v3", condition=Update(e1))
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "missing", b"x", if_match=e1)
+        await adapter.put("c", "missing", b"x", condition=Update(e1))
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "deep/missing", b"x", if_match=e1)
-    assert await adapter.get("c", "k") == (b"v2", e2)
+        await adapter.put("c", "deep/missing", b"x", condition=Update(e1))
+    assert await pair(adapter, "c", "k") == (b"v2", e2)
     assert temp_files(adapter.root) == []
 
 
@@ -152,13 +163,13 @@ async def test_deletes(adapter: LocalFileAdapter) -> None:
     await adapter.delete("c", "missing")  # no-op, even without root
     e = await adapter.put("c", "k", b"v")
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "missing", if_match=e)
+        await adapter.delete("c", "missing", condition=Update(e))
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "no/such/folder", if_match=e)
+        await adapter.delete("c", "no/such/folder", condition=Update(e))
     with pytest.raises(ConcurrencyError):
-        await adapter.delete("c", "k", if_match='"stale"')
-    assert await adapter.get("c", "k") == (b"v", e)
-    await adapter.delete("c", "k", if_match=e)
+        await adapter.delete("c", "k", condition=Update('"stale"'))
+    assert await pair(adapter, "c", "k") == (b"v", e)
+    await adapter.delete("c", "k", condition=Update(e))
     assert await adapter.head("c", "k") is None
     await adapter.delete("c", "k")
 
@@ -240,7 +251,7 @@ async def test_temp_files_are_never_listed_and_stale_ones_are_removed(
     assert await keys(adapter) == ["f/k"]
     assert young.exists()  # may belong to a live writer in another process
     assert not stale.exists()
-    assert await adapter.get("c", "f/k") == (b"committed", quoted_md5(b"committed"))
+    assert await pair(adapter, "c", "f/k") == (b"committed", quoted_md5(b"committed"))
     # A leftover temp file does not stop the key being replaced or deleted.
     await adapter.put("c", "f/k", b"next")
     assert (folder / "k").read_bytes() == b"next"
@@ -258,7 +269,7 @@ async def test_keys_shaped_like_temp_files_are_rejected(adapter: LocalFileAdapte
         assert await adapter.head("c", key) is None
         await adapter.delete("c", key)
         with pytest.raises(ConcurrencyError):
-            await adapter.delete("c", key, if_match=quoted_md5(b"a write in progress"))
+            await adapter.delete("c", key, condition=Update(quoted_md5(b"a write in progress")))
     assert (adapter.root / "c" / "f" / TEMP).exists()
     # Only the exact shape is reserved.
     allowed = [TEMP + "0", TEMP[1:], "x.abd-tmp-0123456789abcdef", ".k.abd-tmp-0123"]
@@ -295,7 +306,8 @@ async def test_readers_never_see_a_torn_value(tmp_path: Path, durable: bool) -> 
 
     async def read() -> None:
         while not stop:
-            data, etag = await reader.get("c", "k")
+            data, info = await reader.get("c", "k")
+            etag = info.etag
             assert data in values
             assert etag == quoted_md5(data)
             seen.add(data[:1])
@@ -356,9 +368,11 @@ def _increment(a: LocalFileAdapter, rounds: int) -> tuple[int, int]:
     async def run() -> tuple[int, int]:
         landed = failed = 0
         for _ in range(rounds):
-            data, etag = await a.get("c", "n")
+            data, info = await a.get("c", "n")
+            assert info.etag is not None
+            etag = info.etag
             try:
-                await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+                await a.put("c", "n", str(int(data) + 1).encode(), condition=Update(etag))
                 landed += 1
             except ConcurrencyError:
                 failed += 1
@@ -392,7 +406,7 @@ def test_unconditional_writes_cannot_slip_into_a_conditional_write(tmp_path: Pat
         for i in range(150):
             await a.delete("c", "k")
             results = await asyncio.gather(
-                a.put("c", "k", b"created", if_none_match=True),
+                a.put("c", "k", b"created", condition=CREATE),
                 a.put("c", "k", b"blind"),
                 return_exceptions=True,
             )
@@ -409,14 +423,16 @@ def test_unconditional_writes_cannot_slip_into_a_conditional_write(tmp_path: Pat
 PROCESS_WORKER = """
 import asyncio, json, sys
 from asyncblobdict import ConcurrencyError, LocalFileAdapter
+from asyncblobdict.adapters.base import Update
 
 async def main(root, n):
     a = LocalFileAdapter(root, durable=False)
     landed = failed = 0
     for _ in range(n):
-        data, etag = await a.get("c", "n")
+        data, info = await a.get("c", "n")
+        etag = info.etag
         try:
-            await a.put("c", "n", str(int(data) + 1).encode(), if_match=etag)
+            await a.put("c", "n", str(int(data) + 1).encode(), condition=Update(etag))
             landed += 1
         except ConcurrencyError:
             failed += 1
@@ -455,11 +471,12 @@ async def test_conditional_increments_from_processes_lose_nothing(tmp_path: Path
 CONDITIONAL_WRITE = """
 import asyncio, sys
 from asyncblobdict import LocalFileAdapter
+from asyncblobdict.adapters.base import Update
 
 async def main(root):
     a = LocalFileAdapter(root, durable=False)
-    _, etag = await a.get("c", "k")
-    await a.put("c", "k", b"from another process", if_match=etag)
+    _, info = await a.get("c", "k")
+    await a.put("c", "k", b"from another process", condition=Update(info.etag))
     await a.close()
 
 asyncio.run(main(sys.argv[1]))
@@ -475,16 +492,17 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
     a = LocalFileAdapter(tmp_path, durable=False)
     await a.put("c", "k", b"0")
     inside, release = threading.Event(), threading.Event()
-    real_check = local_module._check_condition
+    real_check = local_module.check_condition
 
     def pausing_check(*args: Any) -> None:
         inside.set()  # we are in the I/O thread, holding the key's stripe lock
         release.wait(30)
         real_check(*args)
 
-    monkeypatch.setattr(local_module, "_check_condition", pausing_check)
-    _, etag = await a.get("c", "k")
-    write = asyncio.ensure_future(a.put("c", "k", b"1", if_match=etag))
+    monkeypatch.setattr(local_module, "check_condition", pausing_check)
+    etag = (await a.get("c", "k"))[1].etag
+    assert etag is not None
+    write = asyncio.ensure_future(a.put("c", "k", b"1", condition=Update(etag)))
     assert await asyncio.to_thread(inside.wait, 30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
@@ -497,7 +515,7 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
     try:
         release.set()
         await asyncio.wait_for(write, 30)
-        monkeypatch.setattr(local_module, "_check_condition", real_check)
+        monkeypatch.setattr(local_module, "check_condition", real_check)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         proc = subprocess.Popen([sys.executable, "-c", CONDITIONAL_WRITE, str(tmp_path)], env=env)
         try:
@@ -562,18 +580,24 @@ async def test_a_deep_key_holds_a_bounded_number_of_descriptors(
         assert not held, "descriptors left open"
         return peak
 
+    sidecar = LocalFileAdapter(tmp_path, durable=False, _metadata_store="sidecar")
     peaks = {"put": await peak_of(a.put("c", DEEP_KEY, b"v"))}
-    _, etag = await a.get("c", DEEP_KEY)
+    etag = (await a.get("c", DEEP_KEY))[1].etag
+    assert etag is not None
     peaks["get"] = await peak_of(a.get("c", DEEP_KEY))
     peaks["head"] = await peak_of(a.head("c", DEEP_KEY))
-    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", if_match=etag))
+    peaks["conditional put"] = await peak_of(a.put("c", DEEP_KEY, b"w", condition=Update(etag)))
     peaks["list"] = await peak_of(keys(a, "c", "d/d/"))
+    peaks["list_names"] = await peak_of(names_of(a, "c", "d/d/"))
+    peaks["sidecar put"] = await peak_of(sidecar.put("c", DEEP_KEY, b"s", metadata={"a": "1"}))
+    peaks["sidecar get"] = await peak_of(sidecar.get("c", DEEP_KEY))
     peaks["delete"] = await peak_of(a.delete("c", DEEP_KEY))
     assert all(p <= FD_BOUND for p in peaks.values()), str(peaks)
     # The delete still removed every folder it left empty, and only those.
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["c"]
-    assert list((tmp_path / "c").iterdir()) == []
+    assert list((tmp_path / "c").iterdir()) == []  # the sidecar went with the value
     await a.close()
+    await sidecar.close()
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 9, 17, 40])
@@ -682,7 +706,7 @@ async def test_a_planted_folder_symlink_is_never_followed(
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.put("c", "link/new", b"x")
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.put("c", "link/secret", b"x", if_match=quoted_md5(b"top secret"))
+        await adapter.put("c", "link/secret", b"x", condition=Update(quoted_md5(b"top secret")))
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.delete("c", "link/secret")
     assert await keys(adapter) == ["real"]
@@ -701,9 +725,9 @@ async def test_a_planted_file_symlink_is_never_followed(
     with pytest.raises(StorageError, match="symbolic link"):
         await adapter.head("c", "f")
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.put("c", "f", b"x", if_match=quoted_md5(b"top secret"))
+        await adapter.put("c", "f", b"x", condition=Update(quoted_md5(b"top secret")))
     with pytest.raises(StorageError, match="symbolic link"):
-        await adapter.delete("c", "f", if_match=quoted_md5(b"top secret"))
+        await adapter.delete("c", "f", condition=Update(quoted_md5(b"top secret")))
     assert await keys(adapter) == ["real"]
     assert_outside_untouched(outside)
     # Unconditional writes and deletes act on the link itself, never on its target.
@@ -775,17 +799,17 @@ async def test_a_value_and_a_folder_cannot_share_a_name(adapter: LocalFileAdapte
     for key in ("a/b", "a/b/c"):
         with pytest.raises(StorageError, match=r"'a' is a value, so .* cannot be stored beside"):
             await adapter.put("c", key, b"x")
-    assert await adapter.get("c", "a") == (b"value", e)
+    assert await pair(adapter, "c", "a") == (b"value", e)
 
     e2 = await adapter.put("c", "d/e", b"inner")
     with pytest.raises(StorageError, match="'d' is a folder of other keys"):
         await adapter.put("c", "d", b"x")
     with pytest.raises(StorageError, match="folder of other keys"):
-        await adapter.put("c", "d", b"x", if_none_match=True)
+        await adapter.put("c", "d", b"x", condition=CREATE)
     with pytest.raises(ConcurrencyError):
-        await adapter.put("c", "d", b"x", if_match=e2)
+        await adapter.put("c", "d", b"x", condition=Update(e2))
     await adapter.delete("c", "d")  # not a value: nothing to delete
-    assert await adapter.get("c", "d/e") == (b"inner", e2)
+    assert await pair(adapter, "c", "d/e") == (b"inner", e2)
     assert await keys(adapter) == ["a", "d/e"]
     assert temp_files(adapter.root) == []
 
@@ -834,7 +858,7 @@ async def test_os_errors_become_storage_errors_and_leave_the_old_value(
     assert err.error_code == errno.errorcode[code]
     assert (err.container, err.key) == ("c", "dir/k")
     assert "'dir/k'" in str(err) and "'c'" in str(err)
-    assert await adapter.get("c", "dir/k") == (b"old value", e)
+    assert await pair(adapter, "c", "dir/k") == (b"old value", e)
     assert temp_files(adapter.root) == []
 
 
@@ -909,7 +933,7 @@ async def test_a_cancelled_read_leaves_the_adapter_working(adapter: LocalFileAda
 
 SEGMENT_CHARS = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\\x7f")
 SEGMENT = st.text(SEGMENT_CHARS, min_size=1, max_size=12).filter(
-    lambda s: s not in (".", "..") and not local_module._is_temp_name(s)
+    lambda s: local_module._valid_segment(s) and not local_module._is_reserved_name(s)
 )
 KEY = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join)
 
@@ -962,3 +986,800 @@ async def test_writes_survive_deletes_pruning_the_same_folders(tmp_path: Path) -
     assert await keys(a) == []
     assert list((tmp_path / "c").iterdir()) == []
     await a.close()
+
+
+# -- contract v2: records (content type, metadata, ETag) ------------------------------------
+
+STORES = ["auto", "sidecar"]  # "auto" uses an extended attribute where the filesystem has one
+BIG = local_module.SMALL_VALUE_BYTES * 4  # above the size that is always hashed
+
+
+def sidecars(path: Path) -> list[str]:
+    return [p for p in files_under(path) if ".abd-meta-" in p]
+
+
+def has_xattr(path: Path) -> bool:
+    try:
+        os.getxattr(path, local_module.XATTR_NAME, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def xattrs_work(path: Path) -> bool:
+    probe = path / ".xattr-probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+def xattr_holds(path: Path, size: int) -> bool:
+    probe = path / ".xattr-size-probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"x" * size)
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+@pytest.fixture(params=STORES)
+async def meta_adapter(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalFileAdapter]:
+    a = LocalFileAdapter(tmp_path / "root", _metadata_store=request.param)
+    yield a
+    await a.close()
+
+
+def where_records_are(a: LocalFileAdapter, key: str) -> str:
+    """ "xattr" or "sidecar": where the key's record is, checked on disk (exactly one)."""
+    path = a.root / "c" / key
+    in_xattr = has_xattr(path)
+    st_ = path.stat()
+    side = path.parent / local_module._meta_name(path.name, st_.st_ino, st_.st_mtime_ns)
+    assert in_xattr != side.exists(), (in_xattr, side.exists())
+    return "xattr" if in_xattr else "sidecar"
+
+
+async def test_content_type_and_metadata_round_trip(meta_adapter: LocalFileAdapter) -> None:
+    a = meta_adapter
+    for key, data in [("small", b"{}"), ("f/big", os.urandom(BIG))]:
+        before = time.time()
+        etag = await a.put(
+            "c",
+            key,
+            data,
+            content_type="application/json; charset=utf-8",
+            metadata={"Owner": "ann", "run_id": "7", "empty": ""},
+        )
+        assert etag == quoted_md5(data)
+        expected = {"owner": "ann", "run_id": "7", "empty": ""}
+        got, info = await a.get("c", key)
+        head = await a.head("c", key)
+        assert got == data and head == info
+        assert (info.key, info.size, info.etag) == (key, len(data), etag)
+        assert info.content_md5 == hashlib.md5(data).digest()
+        assert info.content_type == "application/json; charset=utf-8"
+        assert dict(info.metadata) == expected
+        # last_modified is the write's own time, not the mtime mark 20 ms before it.
+        mtime_ns = (a.root / "c" / key).stat().st_mtime_ns
+        assert mtime_ns & 1 == 1
+        assert info.last_modified is not None
+        written = info.last_modified.timestamp()
+        assert abs(written - (mtime_ns + local_module.MTIME_MARK_NS) / 1e9) < 1e-5
+        assert written >= before - 1e-3
+        expected_store = a.metadata_store
+        assert where_records_are(a, key) == expected_store
+    # The file holds the value's bytes and nothing else.
+    assert (a.root / "c" / "small").read_bytes() == b"{}"
+    # Without content type or metadata: None and {}.
+    await a.put("c", "plain", b"x")
+    info2 = await a.head("c", "plain")
+    assert info2 is not None and (info2.content_type, dict(info2.metadata)) == (None, {})
+
+
+def test_auto_uses_extended_attributes_where_they_work(tmp_path: Path) -> None:
+    if not xattrs_work(tmp_path):
+        pytest.skip("this filesystem has no user extended attributes")
+    a = LocalFileAdapter(tmp_path)
+    asyncio.run(a.put("c", "k", b"v", metadata={"a": "1"}))
+    assert a.metadata_store == "xattr"
+    assert has_xattr(tmp_path / "c" / "k") and sidecars(tmp_path) == []
+    raw = os.getxattr(tmp_path / "c" / "k", local_module.XATTR_NAME)
+    assert raw.startswith(b"abd1 " + hashlib.md5(b"v").hexdigest().encode() + b" 1 ")
+    assert raw.endswith(b"\n\na=1\n")  # no content type, one metadata item
+    asyncio.run(a.close())
+
+
+async def test_replacing_a_value_replaces_its_metadata(meta_adapter: LocalFileAdapter) -> None:
+    a = meta_adapter
+    for data in (b"one", os.urandom(BIG)):
+        await a.put("c", "d/k", data, content_type="text/plain", metadata={"a": "1", "b": "2"})
+        await a.put("c", "d/k", data + b"!", metadata={"c": "3"})
+        info = await a.head("c", "d/k")
+        assert info is not None
+        assert (info.content_type, dict(info.metadata)) == (None, {"c": "3"})
+        assert info.etag == quoted_md5(data + b"!")
+        # The old version's sidecar went with it (and none was ever made with xattrs).
+        assert len(sidecars(a.root)) == (1 if a.metadata_store == "sidecar" else 0)
+    # A conditional replace and a delete too.
+    etag = (await a.get("c", "d/k"))[1].etag
+    assert etag is not None
+    await a.put("c", "d/k", b"two", condition=Update(etag), metadata={"z": "9"})
+    assert dict((await a.get("c", "d/k"))[1].metadata) == {"z": "9"}
+    assert len(sidecars(a.root)) == (1 if a.metadata_store == "sidecar" else 0)
+    await a.delete("c", "d/k")
+    assert files_under(a.root / "c") == []  # value, sidecar and folder all gone
+
+
+async def test_metadata_and_content_type_are_checked_before_any_io(tmp_path: Path) -> None:
+    a = LocalFileAdapter(tmp_path / "root")
+    bad: list[dict[str, Any]] = [
+        {"metadata": {"1abc": "x"}},
+        {"metadata": {"a-b": "x"}},
+        {"metadata": {"a": "line\nbreak"}},
+        {"metadata": {"a": " padded"}},
+        {"metadata": {"a": "é"}},
+        {"metadata": {"A": "1", "a": "2"}},
+        {"metadata": {"a": "x" * (9 * 1024)}},
+        {"metadata": ["not", "a", "mapping"]},
+        {"content_type": ""},
+        {"content_type": "text/plain\n"},
+        {"condition": "*"},
+    ]
+    for kwargs in bad:
+        with pytest.raises(InvalidKeyError):
+            await a.put("c", "k", b"x", **kwargs)
+    with pytest.raises(InvalidKeyError):
+        await a.delete("c", "k", condition=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "root").exists()
+    await a.close()
+
+
+async def test_a_record_too_big_for_an_extended_attribute_goes_to_a_sidecar(
+    tmp_path: Path,
+) -> None:
+    # ext4 keeps a file's attributes in one 4 KiB block; 8 KiB of metadata (the contract's
+    # limit) does not fit there, so that file's record goes to a sidecar, and only that one.
+    a = LocalFileAdapter(tmp_path)
+    big_meta = {f"name{i}": "v" * 200 for i in range(39)}  # 39 * 205 bytes, under 8 KiB
+    await a.put("c", "big", b"data", content_type="a/b", metadata=big_meta)
+    await a.put("c", "small", b"data", metadata={"a": "1"})
+    info = await a.head("c", "big")
+    assert info is not None and dict(info.metadata) == big_meta and info.content_type == "a/b"
+    assert dict((await a.get("c", "small"))[1].metadata) == {"a": "1"}
+    where = where_records_are(a, "big")
+    if xattrs_work(tmp_path):
+        assert where_records_are(a, "small") == "xattr"
+        assert a.metadata_store == "xattr"  # one big record does not switch the adapter
+        assert where == ("xattr" if xattr_holds(tmp_path, 8000) else "sidecar")
+    # Replaced by a small record, the big one's sidecar goes.
+    await a.put("c", "big", b"data2", metadata={"b": "2"})
+    assert dict((await a.get("c", "big"))[1].metadata) == {"b": "2"}
+    if where == "sidecar":
+        assert sidecars(tmp_path) == [] or a.metadata_store == "sidecar"
+    await a.close()
+
+
+async def test_a_filesystem_without_extended_attributes_is_probed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def unsupported(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", unsupported)
+    a = LocalFileAdapter(tmp_path)
+    assert a.metadata_store == "xattr"
+    for i in range(5):
+        await a.put("c", f"k{i}", b"v", metadata={"i": str(i)})
+    assert calls == [1] and a.metadata_store == "sidecar"
+    for i in range(5):
+        assert dict((await a.get("c", f"k{i}"))[1].metadata) == {"i": str(i)}
+        assert where_records_are(a, f"k{i}") == "sidecar"
+    assert await keys(a) == [f"k{i}" for i in range(5)]
+    await a.close()
+
+
+async def test_either_kind_of_adapter_reads_the_others_records(tmp_path: Path) -> None:
+    xattr = LocalFileAdapter(tmp_path)
+    sidecar = LocalFileAdapter(tmp_path, _metadata_store="sidecar")
+    big = os.urandom(BIG)
+    await xattr.put("c", "x", big, content_type="t/x", metadata={"by": "xattr"})
+    await sidecar.put("c", "s", big, content_type="t/s", metadata={"by": "sidecar"})
+    for reader in (xattr, sidecar):
+        for key, by in (("x", "xattr"), ("s", "sidecar")):
+            data, info = await reader.get("c", key)
+            assert data == big and info.etag == quoted_md5(big)
+            assert (info.content_type, dict(info.metadata)) == (f"t/{key}", {"by": by})
+    # Overwritten by the other kind, the old record does not linger.
+    await xattr.put("c", "s", b"new", metadata={"by": "xattr"})
+    assert dict((await sidecar.get("c", "s"))[1].metadata) == {"by": "xattr"}
+    assert sidecars(tmp_path) == [] or not xattrs_work(tmp_path)
+    await xattr.close()
+    await sidecar.close()
+
+
+WRITER = """
+import asyncio, sys
+from asyncblobdict import LocalFileAdapter
+
+async def main(root, store, rounds):
+    a = LocalFileAdapter(root, durable=False, _metadata_store=store)
+    for i in range(rounds):
+        n = i % 4
+        await a.put("c", "k", bytes([65 + n]) * (100 if n % 2 else 50_000),
+                    content_type=f"type/{n}", metadata={"n": str(n)})
+    await a.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_readers_racing_a_writer_see_each_version_with_its_own_record(
+    tmp_path: Path, store: str
+) -> None:
+    # A writer in another process replaces the value (small and large versions, each with
+    # its own content type and metadata) while readers here read it: data, ETag, content
+    # type and metadata always belong to one version, and never go missing.
+    versions = {n: bytes([65 + n]) * (100 if n % 2 else 50_000) for n in range(4)}
+    a = LocalFileAdapter(tmp_path, _metadata_store=store)  # type: ignore[arg-type]
+    await a.put("c", "k", versions[0], content_type="type/0", metadata={"n": "0"})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, str(tmp_path), store, "400", env=env
+    )
+    seen: set[str] = set()
+    reads = 0
+
+    async def check(data: bytes, info: BlobInfo) -> None:
+        n = int(info.metadata["n"])  # a KeyError here: a version read without its record
+        assert data == versions[n]
+        assert info.content_type == f"type/{n}"
+        assert info.etag == quoted_md5(data) and info.size == len(data)
+        seen.add(info.metadata["n"])
+
+    async def read() -> None:
+        nonlocal reads
+        while proc.returncode is None:
+            await check(*await a.get("c", "k"))
+            info = await a.head("c", "k")
+            assert info is not None
+            await check(versions[int(info.metadata["n"])], info)
+            reads += 1
+            await asyncio.sleep(0)
+
+    await asyncio.gather(read(), read(), proc.wait())
+    assert proc.returncode == 0
+    assert reads > 0 and len(seen) >= 2
+    assert temp_files(tmp_path) == []
+    assert len(sidecars(tmp_path)) == (1 if store == "sidecar" else 0)
+    await a.close()
+
+
+async def test_a_reader_whose_version_is_replaced_before_its_sidecar_is_read_looks_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = LocalFileAdapter(tmp_path, _metadata_store="sidecar")
+    await a.put("c", "k", b"old" * 2000, metadata={"v": "old"})
+    real = local_module._meta_name
+    raced: list[str] = []
+
+    def racing_meta_name(name: str, ino: int, mtime_ns: int) -> str:
+        if not raced:  # the reader has opened the old version: replace it right now
+            raced.append(name)
+            a._put_sync("c", "k", b"new" * 2000, OVERWRITE, None, {"v": "new"})
+        return real(name, ino, mtime_ns)
+
+    monkeypatch.setattr(local_module, "_meta_name", racing_meta_name)
+    data, info = await a.get("c", "k")
+    assert raced == ["k"]
+    assert (data[:3], dict(info.metadata), info.etag) == (b"new", {"v": "new"}, quoted_md5(data))
+    await a.close()
+
+
+def edit_in_place(path: Path, offset: int = 0) -> None:
+    """Another program changes one byte in place: same size, no O_TRUNC, no rename."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        old = path.read_bytes()[offset : offset + 1]
+        os.pwrite(fd, bytes([old[0] ^ 0xFF]), offset)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", [10, BIG, 3 * 1024 * 1024])
+async def test_a_file_edited_in_place_by_another_program_is_hashed_again(
+    meta_adapter: LocalFileAdapter, size: int
+) -> None:
+    # Immediately after our write, so within the same clock tick as the write itself: the
+    # mark (20 ms in the past) is what tells the edit apart, not the tick.
+    a = meta_adapter
+    data = os.urandom(size)
+    old_etag = await a.put("c", "k", data, content_type="t/t", metadata={"a": "1"})
+    path = a.root / "c" / "k"
+    edit_in_place(path, size // 2)
+    edited = path.read_bytes()
+    assert len(edited) == size and edited != data
+    new_etag = quoted_md5(edited)
+    info = await a.head("c", "k")
+    assert info is not None and info.etag == new_etag and info.size == size
+    got, ginfo = await a.get("c", "k")
+    assert got == edited and ginfo.etag == new_etag
+    assert ginfo.content_md5 == hashlib.md5(edited).digest()
+    # The content type and metadata stay with the file where they are attributes of it;
+    # a sidecar belongs to the version written, so an edited file reads like a foreign one.
+    if where_records_are_now(a, "k") == "xattr":
+        assert (ginfo.content_type, dict(ginfo.metadata)) == ("t/t", {"a": "1"})
+    else:
+        assert (ginfo.content_type, dict(ginfo.metadata)) == (None, {})
+    with pytest.raises(ConcurrencyError):
+        await a.put("c", "k", b"x", condition=Update(old_etag))
+    with pytest.raises(ConcurrencyError):
+        await a.delete("c", "k", condition=Update(old_etag))
+    assert path.read_bytes() == edited
+    await a.put("c", "k", b"after", condition=Update(new_etag))
+    assert await pair(a, "c", "k") == (b"after", quoted_md5(b"after"))
+
+
+def where_records_are_now(a: LocalFileAdapter, key: str) -> str:
+    return "xattr" if has_xattr(a.root / "c" / key) else "sidecar"
+
+
+async def test_a_file_edited_through_mmap_is_hashed_again(meta_adapter: LocalFileAdapter) -> None:
+    import mmap
+
+    a = meta_adapter
+    data = os.urandom(BIG)
+    await a.put("c", "k", data)
+    with open(a.root / "c" / "k", "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        m[0] = data[0] ^ 0xFF
+        m.flush()
+    edited = (a.root / "c" / "k").read_bytes()
+    info = await a.head("c", "k")
+    assert info is not None and info.etag == quoted_md5(edited) != quoted_md5(data)
+
+
+async def test_a_file_appended_to_or_truncated_is_hashed_again(
+    meta_adapter: LocalFileAdapter,
+) -> None:
+    a = meta_adapter
+    data = os.urandom(BIG)
+    await a.put("c", "k", data)
+    path = a.root / "c" / "k"
+    with open(path, "ab") as f:
+        f.write(b"tail")
+    assert (await a.head("c", "k")).etag == quoted_md5(data + b"tail")  # type: ignore[union-attr]
+    os.truncate(path, 10)
+    assert await pair(a, "c", "k") == (data[:10], quoted_md5(data[:10]))
+
+
+@pytest.mark.parametrize("odd_mtime", [False, True])
+async def test_a_file_written_by_another_program_gets_the_right_etag(
+    adapter: LocalFileAdapter, odd_mtime: bool
+) -> None:
+    await adapter.put("c", "mine", b"x")  # creates the container
+    for size in (5, BIG):
+        data = os.urandom(size)
+        path = adapter.root / "c" / f"theirs{size}"
+        path.write_bytes(data)
+        if odd_mtime:  # looks like one of our marks: the sidecar lookup finds nothing
+            ns = path.stat().st_mtime_ns | 1
+            os.utime(path, ns=(ns, ns))
+        mtime = path.stat().st_mtime_ns
+        info = await adapter.head("c", path.name)
+        assert info is not None
+        assert (info.etag, info.size, info.content_type, dict(info.metadata)) == (
+            quoted_md5(data),
+            size,
+            None,
+            {},
+        )
+        assert info.last_modified is not None
+        assert abs(info.last_modified.timestamp() - mtime / 1e9) < 1e-5
+        assert await pair(adapter, "c", path.name) == (data, quoted_md5(data))
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_a_damaged_record_is_ignored(tmp_path: Path, store: str) -> None:
+    a = LocalFileAdapter(tmp_path, _metadata_store=store)  # type: ignore[arg-type]
+    data = os.urandom(BIG)
+    await a.put("c", "k", data, metadata={"a": "1"})
+    path = tmp_path / "c" / "k"
+    garbage = [
+        b"",
+        b"abd1",
+        b"abd1 zz 1 2 3\n\n",
+        b"\xff\xfe",
+        b"abd1 " + b"0" * 32 + b" x 1 1\n\n",
+    ]
+    for raw in garbage:
+        if store == "sidecar":
+            st_ = path.stat()
+            (path.parent / local_module._meta_name("k", st_.st_ino, st_.st_mtime_ns)).write_bytes(
+                raw
+            )
+        else:
+            os.setxattr(path, local_module.XATTR_NAME, raw)
+        info = await a.head("c", "k")
+        assert info is not None
+        assert (info.etag, dict(info.metadata)) == (quoted_md5(data), {})
+    await a.close()
+
+
+async def test_a_filesystem_that_rounds_mtimes_keeps_records_but_hashes_every_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAT, exFAT, HFS+ or ext4 with small inodes cannot hold the mark to the nanosecond:
+    # the rounded mark still names the sidecar, but proves nothing, so reads hash.
+    real_utime = os.utime
+
+    def rounding_utime(target: Any, *args: Any, ns: Any = None, **kwargs: Any) -> None:
+        if ns is not None:
+            ns = tuple(t - t % 10_000_000 for t in ns)
+        real_utime(target, *args, ns=ns, **kwargs)
+
+    monkeypatch.setattr(os, "utime", rounding_utime)
+    hashed: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(data: bytes = b"", **kwargs: Any) -> Any:
+        hashed.append(len(data))
+        return real_md5(data, **kwargs)
+
+    for store in STORES:
+        a = LocalFileAdapter(tmp_path / store, _metadata_store=store)  # type: ignore[arg-type]
+        value = os.urandom(BIG)
+        etag = await a.put("c", "k", value, content_type="t/t", metadata={"a": "1"})
+        monkeypatch.setattr(hashlib, "md5", counting_md5)
+        data, info = await a.get("c", "k")
+        monkeypatch.setattr(hashlib, "md5", real_md5)
+        assert hashed == [BIG]
+        hashed.clear()
+        assert (data, info.etag, info.content_type, dict(info.metadata)) == (
+            value,
+            etag,
+            "t/t",
+            {"a": "1"},
+        )
+        mtime_ns = (tmp_path / store / "c" / "k").stat().st_mtime_ns
+        assert mtime_ns % 10_000_000 == 0  # rounded indeed
+        assert info.last_modified is not None
+        assert info.last_modified.timestamp() * 1e9 - mtime_ns >= local_module.MTIME_MARK_NS - 1e4
+        await a.close()
+
+
+class ReadCounter:
+    """Counts the bytes this process reads through os.read / readv / pread / preadv."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bytes = 0
+        for name in ("read", "pread", "readv", "preadv"):
+            real = getattr(os, name, None)
+            if real is not None:
+                monkeypatch.setattr(os, name, self._wrap(real))
+
+    def _wrap(self, real: Any) -> Any:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            self.bytes += len(result) if isinstance(result, bytes) else int(result)
+            return result
+
+        return counting
+
+
+def rchar() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_head_and_conditional_changes_of_a_64_mib_value_read_none_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    a = LocalFileAdapter(tmp_path, durable=False, _metadata_store=store)  # type: ignore[arg-type]
+    value = os.urandom(64 * 1024 * 1024)
+    etag = await a.put("c", "big", value, metadata={"a": "1"})
+    await a.head("c", "big")  # the I/O threads are started
+    counter = ReadCounter(monkeypatch)
+    before = rchar()
+    for _ in range(3):
+        info = await a.head("c", "big")
+        assert info is not None and info.etag == etag and info.size == len(value)
+    with pytest.raises(ConcurrencyError):
+        await a.delete("c", "big", condition=Update('"stale"'))
+    with pytest.raises(ConcurrencyError):
+        await a.put("c", "big", b"x", condition=CREATE)
+    with pytest.raises(ConcurrencyError):
+        await a.put("c", "big", b"x", condition=Update('"stale"'))
+    await a.delete("c", "big", condition=Update(etag))
+    assert counter.bytes < 4096  # a sidecar record at most
+    if os.path.exists("/proc/self/io"):
+        assert rchar() - before < 1024 * 1024
+    assert await a.head("c", "big") is None
+    await a.close()
+
+
+async def test_get_of_a_large_value_trusts_its_record(
+    meta_adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = meta_adapter
+    value = os.urandom(1024 * 1024)
+    etag = await a.put("c", "k", value)
+    hashed: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(data: bytes = b"", **kwargs: Any) -> Any:
+        hashed.append(len(data))
+        return real_md5(data, **kwargs)
+
+    monkeypatch.setattr(hashlib, "md5", counting_md5)
+    assert await pair(a, "c", "k") == (value, etag)
+    assert hashed == []
+    # A small value is simply hashed on every read.
+    await a.put("c", "small", b"tiny")
+    expected = quoted_md5(b"tiny")
+    hashed.clear()
+    assert await pair(a, "c", "small") == (b"tiny", expected)
+    assert hashed == [4]
+
+
+# -- sidecar files --------------------------------------------------------------------------
+
+
+async def test_sidecar_orphans_are_removed_by_list_and_live_ones_kept(tmp_path: Path) -> None:
+    a = LocalFileAdapter(tmp_path, _metadata_store="sidecar")
+    long_name = "é" * 120  # 240 bytes: its sidecar's name holds a shortened form
+    for key in ("f/a", "f/b", f"f/{long_name}"):
+        await a.put("c", key, key.encode(), metadata={"k": "v"})
+    folder = tmp_path / "c" / "f"
+    live = sorted(p.name for p in folder.iterdir() if ".abd-meta-" in p.name)
+    assert len(live) == 3
+    old = time.time() - local_module.STALE_TEMP_SECONDS - 60
+    for name in live:  # old, but each still describes its value: kept
+        os.utime(folder / name, (old, old))
+    # A crash's leftovers: sidecars of versions that never landed (or were replaced).
+    orphans = [
+        local_module._meta_name("a", 12345, 777),
+        local_module._meta_name(long_name, 12345, 777),
+        local_module._meta_name("gone", 1, 3),
+    ]
+    for name in orphans:
+        (folder / name).write_bytes(b"abd1 x")
+        os.utime(folder / name, (old, old))
+    young = local_module._meta_name("b", 999, 555)  # may be a write in progress
+    (folder / young).write_bytes(b"")
+    # Listing part of the folder keeps the sidecars of the keys it does not list.
+    assert await keys(a, prefix="f/b") == ["f/b"]
+    assert await keys(a) == sorted(["f/a", "f/b", f"f/{long_name}"])
+    left = sorted(p.name for p in folder.iterdir() if ".abd-meta-" in p.name)
+    assert left == sorted([*live, young])
+    for key in ("f/a", "f/b", f"f/{long_name}"):
+        assert dict((await a.get("c", key))[1].metadata) == {"k": "v"}
+    await a.close()
+
+
+async def test_keys_shaped_like_sidecars_are_rejected_and_never_listed(
+    adapter: LocalFileAdapter,
+) -> None:
+    side = ".k.abd-meta-0123456789abcdef-0123456789abcdef"
+    await adapter.put("c", "k", b"v")
+    (adapter.root / "c" / side).write_bytes(b"abd1")
+    for key in (side, "f/" + side, side + "/x"):
+        with pytest.raises(InvalidKeyError, match="metadata"):
+            await adapter.put("c", key, b"")
+        with pytest.raises(BlobNotFoundError):
+            await adapter.get("c", key)
+        assert await adapter.head("c", key) is None
+        await adapter.delete("c", key)
+    assert await keys(adapter) == ["k"]
+    assert [n async for n in adapter.list_names("c")] == ["k"]
+    allowed = [side + "0", side[1:], ".k.abd-meta-0123-4567"]
+    for key in allowed:
+        await adapter.put("c", key, b"ok")
+    assert await keys(adapter) == sorted(["k", *allowed])
+
+
+async def test_durable_sidecar_writes_fsync_the_sidecar_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        events.append("dir" if os.path.isdir(target) else target.rsplit("/", 1)[1])
+        real_fsync(fd)
+
+    def spy_replace(*args: Any, **kwargs: Any) -> None:
+        events.append("replace")
+        real_replace(*args, **kwargs)
+
+    a = LocalFileAdapter(tmp_path, _metadata_store="sidecar")
+    await a.put("c", "k", b"x")
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    await a.put("c", "k", b"y")
+    assert len(events) == 4 and events[2:] == ["replace", "dir"], events
+    assert events[0].startswith(".k.abd-meta-") and events[1].startswith(".k.abd-tmp-")
+    await a.close()
+
+
+# -- conditions (v2) ------------------------------------------------------------------------
+
+
+async def test_delete_with_create_only_checks_that_the_key_is_absent(
+    adapter: LocalFileAdapter,
+) -> None:
+    await adapter.delete("c", "k", condition=CREATE)  # nothing at all yet: a no-op
+    await adapter.put("c", "k", b"v")
+    await adapter.put("c", "d/e", b"w")
+    with pytest.raises(ConcurrencyError):
+        await adapter.delete("c", "k", condition=CREATE)
+    assert await pair(adapter, "c", "k") == (b"v", quoted_md5(b"v"))
+    for missing in ("nope", "d/nope", "x/y/z", "d"):  # "d" is a folder of keys, not a value
+        await adapter.delete("c", missing, condition=CREATE)
+    await adapter.delete("c", "x" * 300, condition=CREATE)  # can never be stored here
+    assert await keys(adapter) == ["d/e", "k"]
+
+
+async def test_a_failed_conditional_write_leaves_no_folders_behind(
+    adapter: LocalFileAdapter,
+) -> None:
+    await adapter.put("c", "k", b"v")
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "new/deep/key", b"x", condition=Update('"nope"'))
+    assert sorted(p.name for p in (adapter.root / "c").iterdir()) == ["k"]
+    assert [n async for n in adapter.list_names("c", delimiter="/")] == ["k"]
+    await adapter.put("c", "d/k", b"v")
+    with pytest.raises(ConcurrencyError):
+        await adapter.put("c", "d/k", b"x", condition=CREATE)
+    assert await keys(adapter) == ["d/k", "k"]
+
+
+# -- list_names -----------------------------------------------------------------------------
+
+NAMES = ["a-b", "a/b", "a/c/d", "a/c/e", "a0", "ab", "b/x/y", "b/xz", "é", "Z", "a/c.d"]
+
+
+async def fold(names: list[str], prefix: str) -> list[str]:
+    async def gen() -> AsyncIterator[str]:
+        for n in names:
+            yield n
+
+    return [n async for n in fold_levels(gen(), prefix)]
+
+
+async def test_list_names_with_and_without_a_delimiter(adapter: LocalFileAdapter) -> None:
+    assert [n async for n in adapter.list_names("c")] == []  # no root yet
+    for key in NAMES:
+        await adapter.put("c", key, key.encode())
+    assert [n async for n in adapter.list_names("c")] == sorted(NAMES)
+    assert [n async for n in adapter.list_names("c", delimiter="/")] == [
+        "Z",
+        "a-b",
+        "a/",
+        "a0",
+        "ab",
+        "b/",
+        "é",
+    ]
+    assert [n async for n in adapter.list_names("c", "a/", delimiter="/")] == [
+        "a/b",
+        "a/c.d",
+        "a/c/",
+    ]
+    # A prefix ending in the middle of a segment.
+    assert [n async for n in adapter.list_names("c", "a/c", delimiter="/")] == ["a/c.d", "a/c/"]
+    assert [n async for n in adapter.list_names("c", "b/x", delimiter="/")] == ["b/x/", "b/xz"]
+    for prefix in ["", "a", "a/", "a/c", "a/c/", "a/c/d", "b", "b/x", "b/x/", "nope", "nope/", "é"]:
+        expected = sorted(k for k in NAMES if k.startswith(prefix))
+        assert [n async for n in adapter.list_names("c", prefix)] == expected, prefix
+        folded = [n async for n in adapter.list_names("c", prefix, delimiter="/")]
+        assert folded == await fold(expected, prefix), prefix
+    for prefix in ("../", "x/../", "x//", "./", "/x"):
+        assert [n async for n in adapter.list_names("c", prefix)] == []
+    assert [n async for n in adapter.list_names("other")] == []  # missing container
+    with pytest.raises(InvalidKeyError):
+        [n async for n in adapter.list_names("c", delimiter="|")]
+    with pytest.raises(InvalidKeyError):
+        [n async for n in adapter.list_names("../x")]
+    # Emptied, the container lists nothing (the folders went with the keys).
+    for key in NAMES:
+        await adapter.delete("c", key)
+    assert [n async for n in adapter.list_names("c")] == []
+    assert [n async for n in adapter.list_names("c", delimiter="/")] == []
+
+
+async def test_list_names_skips_what_is_not_a_key(adapter: LocalFileAdapter, outside: Path) -> None:
+    await adapter.put("c", "f/k", b"v")
+    folder = adapter.root / "c" / "f"
+    (folder / TEMP).write_bytes(b"in progress")
+    (folder / ".k.abd-meta-0123456789abcdef-0123456789abcdef").write_bytes(b"")
+    (folder / "link").symlink_to(outside / "secret")
+    (adapter.root / "c" / "dirlink").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(folder / "pipe")
+    (folder / "back\\slash").write_bytes(b"")
+    (folder / "ctl\x01").write_bytes(b"")
+    os.close(os.open(bytes(folder) + b"/bad\xff", os.O_CREAT | os.O_WRONLY))
+    assert [n async for n in adapter.list_names("c")] == ["f/k"]
+    assert [n async for n in adapter.list_names("c", "f/", delimiter="/")] == ["f/k"]
+    assert await keys(adapter) == ["f/k"]
+
+
+async def test_list_names_of_many_keys_and_deep_ones(tmp_path: Path) -> None:
+    adapter = LocalFileAdapter(tmp_path, durable=False)
+    written = [f"k{i:04d}" for i in range(2500)] + [f"f/{i}/v" for i in range(30)]
+    written.append(DEEP_KEY)
+    await asyncio.gather(*(adapter.put("c", k, b"") for k in written))
+    assert [n async for n in adapter.list_names("c")] == sorted(written)
+    folded = [n async for n in adapter.list_names("c", delimiter="/")]
+    assert folded == ["d/", "f/", *sorted(f"k{i:04d}" for i in range(2500))]
+    async for _ in adapter.list_names("c"):
+        break  # stopping early leaves nothing open
+    await adapter.close()
+
+
+class CountingEntry:
+    def __init__(self, entry: os.DirEntry[str], stats: list[str]) -> None:
+        self._entry, self._stats = entry, stats
+        self.name, self.path = entry.name, entry.path
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def inode(self) -> int:
+        return self._entry.inode()
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        self._stats.append(self.name)
+        return self._entry.stat(follow_symlinks=follow_symlinks)
+
+
+async def test_list_names_stats_no_key(
+    adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(50):
+        await adapter.put("c", f"k{i}", b"v")
+        await adapter.put("c", f"f{i % 5}/k{i}", b"v")
+    stats: list[str] = []
+    real_scandir, real_stat = os.scandir, os.stat
+
+    class Scan:
+        def __init__(self, target: Any) -> None:
+            self._it = real_scandir(target)
+
+        def __enter__(self) -> Iterator[CountingEntry]:
+            return (CountingEntry(e, stats) for e in self._it)
+
+        def __exit__(self, *exc: object) -> None:
+            self._it.close()
+
+    def counting_stat(*args: Any, **kwargs: Any) -> os.stat_result:
+        stats.append(str(args[0]))
+        return real_stat(*args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", Scan)
+    monkeypatch.setattr(os, "stat", counting_stat)
+    monkeypatch.setattr(os, "lstat", counting_stat)
+    names = [n async for n in adapter.list_names("c")]
+    assert len(names) == 100 and stats == []
+    assert len([n async for n in adapter.list_names("c", delimiter="/")]) == 55 and stats == []
+    assert len(await keys(adapter)) == 100 and len(stats) == 100  # list does stat each key

@@ -1,21 +1,25 @@
 """LocalFileAdapter: values as plain files under a root folder, standard library only.
 
 Layout: ``<root>/<container>/<key>``; the key's ``/`` segments are folders and the file holds
-the value's bytes, nothing else, so any tool can read it.
+the value's bytes, nothing else, so any tool can read it. A small *record* travels with each
+file: its content type, metadata, the MD5 of its content and the proof that the file is
+still the one that MD5 was computed for (see docs/local.md).
 
 Guarantees (POSIX; Windows is not supported yet and the constructor says so):
 
 ==========================  ===================================================================
 atomic                      every write goes to a temp file in the same folder, then
                             ``os.replace``; a reader (any thread or process) sees the old value
-                            or the new one, never a torn one
-durable (``durable=True``)  the temp file is fsynced before the replace and the folder after,
-                            so a crash or power loss leaves the old value or the new one;
-                            ``durable=False`` skips the fsyncs but never the atomic replace
-process-safe                conditional writes and deletes (``if_match``/``if_none_match``)
-                            check and replace under ``fcntl.flock``; every write and delete
-                            takes the lock, so an unconditional write cannot slip between a
-                            conditional write's check and its replace
+                            or the new one, never a torn one, and the record (content type,
+                            metadata, ETag) that belongs to the version it read
+durable (``durable=True``)  the temp file (with its record) is fsynced before the replace and
+                            the folder after, so a crash or power loss leaves the old value or
+                            the new one; ``durable=False`` skips the fsyncs but never the
+                            atomic replace
+process-safe                conditional writes and deletes (``Update``/``CREATE``) check and
+                            replace under ``fcntl.flock``; every write and delete takes the
+                            lock, so an unconditional write cannot slip between a conditional
+                            write's check and its replace
 contained                   folders are opened one segment at a time relative to their parent
                             (``openat`` with ``O_NOFOLLOW``), so no key, container name or
                             symlink planted inside a container reaches outside the root;
@@ -25,18 +29,30 @@ fork-safe                   locks are released with ``LOCK_UN``, so a child fork
                             is held (and keeping a copy of its fd) cannot keep it held
 ==========================  ===================================================================
 
+The record is one extended attribute, ``user.asyncblobdict``, set on the temp file before the
+rename, so the rename switches data and record together. Where the filesystem has no
+extended attributes (probed on the first write; or when a record is too big for one, as
+ext4's 4 KiB), it is a *sidecar* file ``.<name>.abd-meta-<inode>-<mtime_ns>`` beside the
+value, written (and fsynced) before the rename and named after the identity of the file it
+describes, so a reader finds the record of exactly the version it opened. Readers look for
+both, so adapters of either kind share a root.
+
 ETags are the quoted MD5 hex of the content (``'"<md5hex>"'``), the same digest Azure keeps as
-Content-MD5, so ``head(...).content_md5`` compares across backends. They are computed from the
-bytes actually read, never memoised: inode numbers are reused, so a (inode, mtime, size) memo
-could hand out a stale ETag and break the conditional-write guarantee. Two writes of equal
-bytes therefore have equal ETags.
+Content-MD5. The MD5 is computed once, when the value is written, and kept in the record; it
+is trusted only while the file is provably untouched since: the write sets the file's mtime to
+a mark ``M`` 20 ms in the past (odd nanoseconds) and records it and the size, and any later
+in-place change by another program moves the mtime to the kernel's "now", which is later than
+``M`` by more than one clock tick. A file whose mtime or size differ, that has no record
+(written by another program), or whose filesystem rounded the mark, is hashed; so are values
+of at most :data:`SMALL_VALUE_BYTES`, whose MD5 costs a few microseconds.
 
 Limits stated, not hidden:
 
 * a key this backend cannot hold -- a segment longer than 255 bytes of UTF-8 (or than the
   filesystem allows), or a segment shaped like a temp file (``.<anything>.abd-tmp-<16 hex
-  digits>``) -- is an InvalidKeyError for ``put``; since it can never be stored, ``get``
-  raises BlobNotFoundError, ``head`` returns None and ``delete`` does nothing (without I/O);
+  digits>``) or a sidecar (``.<anything>.abd-meta-<16 hex>-<16 hex>``) -- is an
+  InvalidKeyError for ``put``; since it can never be stored, ``get`` raises
+  BlobNotFoundError, ``head`` returns None and ``delete`` does nothing (without I/O);
 * ``a`` and ``a/b`` cannot both exist: writing one while the other is stored raises
   StorageError and leaves the stored value untouched;
 * the lock files live in ``<root>/.abd~locks/`` (64 of them, shared by all containers);
@@ -47,8 +63,10 @@ Limits stated, not hidden:
   ``list`` skips them. The root folder itself may be a symlink.
 
 ``list`` yields keys in sorted order (as Python sorts str), with size and modification time
-but no ETag. Stray temp files from a crash are never listed; ``list`` removes those older than
-ten minutes. Empty folders left by a delete are removed (the container folder stays).
+but no ETag. ``list_names`` yields names alone from the folder entries (no per-key stat);
+with ``delimiter="/"`` it reads one folder and never descends. Stray temp and sidecar files
+from a crash are never listed; ``list`` removes those older than ten minutes. Empty folders
+left by a delete (or by a failed conditional write) are removed (the container folder stays).
 """
 
 from __future__ import annotations
@@ -61,11 +79,12 @@ import re
 import stat
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from ..errors import (
     AsyncBlobDictError,
@@ -74,16 +93,34 @@ from ..errors import (
     InvalidKeyError,
     StorageError,
 )
-from ..keys import validate_folder_container, validate_key, validate_prefix
+from ..keys import MAX_KEY_LENGTH, validate_folder_container, validate_key, validate_prefix
 from ._io_worker import IOWorker
-from .base import BlobInfo
+from .base import (
+    OVERWRITE,
+    BlobInfo,
+    Create,
+    Overwrite,
+    Precondition,
+    Update,
+    check_condition,
+    check_delimiter,
+    validate_content_type,
+    validate_metadata,
+)
 
 try:
     import fcntl as _fcntl
 except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FOLDER", "STALE_TEMP_SECONDS", "LocalFileAdapter"]
+__all__ = [
+    "LOCK_FOLDER",
+    "MTIME_MARK_NS",
+    "SMALL_VALUE_BYTES",
+    "STALE_TEMP_SECONDS",
+    "XATTR_NAME",
+    "LocalFileAdapter",
+]
 
 _log = logging.getLogger("asyncblobdict.local")
 
@@ -91,12 +128,35 @@ LOCK_FOLDER = ".abd~locks"
 """Folder under the root holding the lock files (never a valid container name)."""
 LOCK_STRIPES = 64
 STALE_TEMP_SECONDS = 600.0
-"""Temp files older than this are a crash's leftovers, removed by ``list``."""
+"""Temp and sidecar files older than this that belong to no value are removed by ``list``."""
+XATTR_NAME = "user.asyncblobdict"
+"""The extended attribute holding a value's record."""
+MTIME_MARK_NS = 20_000_000
+"""How far in the past a write sets its file's mtime (more than any kernel clock tick)."""
+SMALL_VALUE_BYTES = 4096
+"""Values up to this size are hashed on every read instead of trusting their record."""
 
 _MAX_SEGMENT_BYTES = 255
 _TEMP_MARK = ".abd-tmp-"
 _TEMP_RE = re.compile(r"\..*\.abd-tmp-[0-9a-f]{16}\Z", re.DOTALL)
+_META_MARK = ".abd-meta-"
+_META_RE = re.compile(r"\..*\.abd-meta-[0-9a-f]{16}-[0-9a-f]{16}\Z", re.DOTALL)
+_META_TAIL = len(_META_MARK) + 33  # ".abd-meta-" + 16 hex + "-" + 16 hex
+_SHORT_NAME_BYTES = 200  # room for a marker within the 255-byte name limit
 _HASH_CHUNK = 1 << 20
+_MAX_RECORD_BYTES = 64 * 1024
+_RECORD_TAG = "abd1"
+# Opening a key again because the version opened was replaced before its sidecar was read.
+_REOPEN_ATTEMPTS = 8
+
+_HAS_XATTR = hasattr(os, "getxattr") and hasattr(os, "setxattr")
+_ENODATA = getattr(errno, "ENODATA", getattr(errno, "ENOATTR", errno.ENOENT))
+_XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+# setxattr: the record does not fit (ext4 keeps all of a file's attributes in one 4 KiB
+# block) or is refused for this file; a sidecar holds it instead.
+_XATTR_REFUSED = frozenset({errno.E2BIG, errno.ENOSPC, errno.ERANGE, errno.EPERM, errno.EACCES})
+# getxattr: this file has no (readable) record.
+_XATTR_ABSENT = _XATTR_UNSUPPORTED | _XATTR_REFUSED | {_ENODATA}
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -114,6 +174,7 @@ _SUPPORTED = (
     # os.replace takes dir_fd wherever os.rename does (it is missing from supports_dir_fd).
     and {os.open, os.rename, os.mkdir, os.unlink, os.rmdir, os.stat} <= os.supports_dir_fd
     and os.scandir in os.supports_fd
+    and os.utime in os.supports_fd
 )
 
 
@@ -128,29 +189,136 @@ class _Vanished(FileNotFoundError):
         super().__init__(errno.ENOENT, "a folder was removed while in use")
 
 
+class _Replaced(Exception):
+    """Internal: the version opened was replaced before its sidecar record was read."""
+
+
+class _Again:
+    """Internal: the version looked at changed meanwhile; look at the key again."""
+
+
+_AGAIN = _Again()
+
+
 _T = TypeVar("_T")
 _Fds = list[int]
 _Names = list[str]
-_Batch = list[BlobInfo]
+_Batch = list[_T]
 _Entries = list[tuple[str, str, "os.stat_result | None"]]
+_DirEntries = list["os.DirEntry[str]"]
+
+
+@dataclass(slots=True)
+class _Record:
+    """What a write knows about the version it wrote, kept with the file.
+
+    Encoded as ASCII lines: ``abd1 <md5 hex> <size> <mtime mark ns> <written ns>``, the
+    content type (empty for none), then one ``name=value`` line per metadata item (names are
+    identifiers and values printable ASCII, so neither holds a newline).
+    """
+
+    md5: bytes
+    size: int
+    mtime_ns: int
+    written_ns: int
+    content_type: str | None
+    metadata: dict[str, str]
+
+    def encode(self) -> bytes:
+        lines = [
+            f"{_RECORD_TAG} {self.md5.hex()} {self.size} {self.mtime_ns} {self.written_ns}",
+            self.content_type or "",
+        ]
+        lines += [f"{name}={value}" for name, value in self.metadata.items()]
+        lines.append("")
+        return "\n".join(lines).encode("ascii")
+
+    @staticmethod
+    def decode(raw: bytes) -> _Record | None:
+        """The record, or None if ``raw`` is not one (damaged, or another program's)."""
+        try:
+            lines = raw.decode("ascii").split("\n")
+            head = lines[0].split(" ")
+            if len(head) != 5 or head[0] != _RECORD_TAG or len(lines) < 3 or lines[-1]:
+                return None
+            md5 = bytes.fromhex(head[1])
+            metadata = dict(line.split("=", 1) for line in lines[2:-1]) if len(lines) > 3 else {}
+            record = _Record(
+                md5, int(head[2]), int(head[3]), int(head[4]), lines[1] or None, metadata
+            )
+        except ValueError:  # includes UnicodeDecodeError, and a line without "="
+            return None
+        return record if len(md5) == 16 else None
+
+
+@dataclass(slots=True)
+class _Found:
+    """A stored version as a read saw it."""
+
+    size: int
+    md5: bytes
+    modified_ns: int
+    record: _Record | None
+    data: bytes | None
+
+    def info(self, key: str) -> BlobInfo:
+        record = self.record
+        return BlobInfo(
+            key,
+            self.size,
+            _etag_of(self.md5),
+            datetime.fromtimestamp(self.modified_ns / 1e9, timezone.utc),
+            self.md5,
+            record.content_type if record is not None else None,
+            dict(record.metadata) if record is not None else {},
+        )
 
 
 def _etag_of(digest: bytes) -> str:
     return f'"{digest.hex()}"'
 
 
-def _is_temp_name(name: str) -> bool:
-    return _TEMP_MARK in name and _TEMP_RE.match(name) is not None
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _is_reserved_name(name: str) -> bool:
+    """A temp or sidecar file's name (never a key segment, never listed)."""
+    return (_TEMP_MARK in name and _TEMP_RE.match(name) is not None) or (
+        _META_MARK in name and _META_RE.match(name) is not None
+    )
+
+
+def _short(name: str) -> str:
+    if len(name) <= _SHORT_NAME_BYTES // 4:  # at most 4 bytes of UTF-8 per character
+        return name
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > _SHORT_NAME_BYTES:
+        return raw[:_SHORT_NAME_BYTES].decode("utf-8", "ignore")
+    return name
 
 
 def _temp_name(name: str) -> str:
-    raw = name.encode("utf-8")
-    if len(raw) > 200:  # leave room for the marker within the 255-byte name limit
-        name = raw[:200].decode("utf-8", "ignore")
-    return f".{name}{_TEMP_MARK}{os.urandom(8).hex()}"
+    return f".{_short(name)}{_TEMP_MARK}{os.urandom(8).hex()}"
+
+
+def _meta_name(name: str, ino: int, mtime_ns: int) -> str:
+    """The sidecar of the version of ``name`` with this inode and mtime."""
+    return f".{_short(name)}{_META_MARK}{ino:016x}-{mtime_ns:016x}"
+
+
+def _meta_identity(sidecar: str) -> tuple[str, int, int]:
+    """(short name, inode, mtime_ns) of the version a sidecar name belongs to."""
+    return sidecar[1:-_META_TAIL], int(sidecar[-33:-17], 16), int(sidecar[-16:], 16)
+
+
+def _may_have_sidecar(st: os.stat_result) -> bool:
+    # A sidecar's name holds the inode and the mtime as 16 hex digits each.
+    return 0 < st.st_mtime_ns < 1 << 64 and 0 <= st.st_ino < 1 << 64
 
 
 def _valid_segment(name: str) -> bool:
+    """Whether a (user-given) folder name can be a key segment."""
     try:
         validate_key(name)
     except InvalidKeyError:
@@ -158,14 +326,17 @@ def _valid_segment(name: str) -> bool:
     return "/" not in name
 
 
-def _read_all(fd: int) -> bytes | None:
-    """The whole content of an open regular file, or None if it is not a regular file."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    size = st.st_size
-    # Files are replaced, never rewritten in place, so fstat's size is the size; asking
-    # for one byte more still catches a file someone else appends to.
+def _valid_entry(name: str) -> bool:
+    """Whether a folder entry's name can be a key segment (scandir never gives '', '.', '..'
+    or '/'); printable ASCII without a backslash is the fast, common case."""
+    if name.isascii():
+        return name.isprintable() and "\\" not in name
+    return _valid_segment(name)
+
+
+def _read_open(fd: int, size: int) -> bytes:
+    """The content of an open regular file whose fstat said ``size``."""
+    # Asking for one byte more catches a file someone else appends to.
     data = os.read(fd, size + 1)
     if len(data) == size:
         return data
@@ -177,17 +348,14 @@ def _read_all(fd: int) -> bytes | None:
         chunks.append(more)
 
 
-def _hash_open(fd: int) -> tuple[bytes, int, float] | None:
-    """(MD5 digest, size, mtime) of an open regular file without keeping its bytes."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return None
+def _hash_open(fd: int) -> tuple[bytes, int]:
+    """(MD5 digest, size) of an open regular file without keeping its bytes."""
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     while True:
         chunk = os.read(fd, _HASH_CHUNK)
         if not chunk:
-            return md5.digest(), size, st.st_mtime_ns / 1e9
+            return md5.digest(), size
         md5.update(chunk)
         size += len(chunk)
 
@@ -204,8 +372,22 @@ def _close_all(fds: _Fds) -> None:
         os.close(fd)
 
 
+def _lstat(folder: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
+
+
+def _check_precondition(condition: object) -> None:
+    if not isinstance(condition, (Overwrite, Create, Update)):
+        raise InvalidKeyError(
+            f"condition must be OVERWRITE, CREATE or Update(etag), not {condition!r}"
+        )
 
 
 class LocalFileAdapter:
@@ -216,6 +398,9 @@ class LocalFileAdapter:
     threads doing the blocking file I/O (default: the number of CPUs, between 2 and 4); the
     event loop never touches the disk. One adapter may be used from several event loops, one
     after another or at once. POSIX only.
+
+    ``_metadata_store="sidecar"`` (private, for tests) keeps every record in a sidecar file
+    even where extended attributes work.
     """
 
     def __init__(
@@ -224,11 +409,16 @@ class LocalFileAdapter:
         *,
         durable: bool = True,
         io_threads: int | None = None,
+        _metadata_store: Literal["auto", "sidecar"] = "auto",
     ) -> None:
         if not _SUPPORTED:
             raise StorageError(
                 "LocalFileAdapter needs a POSIX system (fcntl.flock and dir_fd file "
                 "operations); Windows is not supported yet"
+            )
+        if _metadata_store not in ("auto", "sidecar"):
+            raise ValueError(
+                f"_metadata_store must be 'auto' or 'sidecar', not {_metadata_store!r}"
             )
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.durable = durable
@@ -239,6 +429,9 @@ class LocalFileAdapter:
             io_threads = max(2, min(4, os.cpu_count() or 1))
         self._io = IOWorker(io_threads, name="asyncblobdict-local")
         self._good_containers: set[str] = set()
+        # Records go to an extended attribute until the filesystem says it has none.
+        self._xattrs = _HAS_XATTR and _metadata_store == "auto"
+        self._decoded: dict[bytes, _Record] = {}
 
     def __repr__(self) -> str:
         return f"LocalFileAdapter(root={self._root!r}, durable={self.durable})"
@@ -247,6 +440,11 @@ class LocalFileAdapter:
     def io_threads(self) -> int:
         """How many threads do the blocking file I/O."""
         return self._io.threads
+
+    @property
+    def metadata_store(self) -> Literal["xattr", "sidecar"]:
+        """Where new records go: ``"xattr"`` until a write finds the filesystem has none."""
+        return "xattr" if self._xattrs else "sidecar"
 
     # -- names -------------------------------------------------------------------------
 
@@ -274,23 +472,34 @@ class LocalFileAdapter:
                         f"a key segment is {len(segment.encode('utf-8'))} bytes of UTF-8; "
                         f"the local backend allows {_MAX_SEGMENT_BYTES}"
                     )
-        if _TEMP_MARK in key and any(_is_temp_name(s) for s in key.split("/")):
-            return (
-                "a key segment shaped like '.<name>.abd-tmp-<16 hex digits>' is "
-                "reserved for the local backend's temp files"
-            )
+        if ".abd-" in key:
+            for segment in key.split("/"):
+                if _TEMP_MARK in segment and _TEMP_RE.match(segment) is not None:
+                    return (
+                        "a key segment shaped like '.<name>.abd-tmp-<16 hex digits>' is "
+                        "reserved for the local backend's temp files"
+                    )
+                if _META_MARK in segment and _META_RE.match(segment) is not None:
+                    return (
+                        "a key segment shaped like '.<name>.abd-meta-<16 hex>-<16 hex>' is "
+                        "reserved for the local backend's metadata files"
+                    )
         return None
 
     # -- the protocol ------------------------------------------------------------------
 
-    async def get(self, container: str, key: str) -> tuple[bytes, str]:
-        """Read the value and its ETag (the MD5 of exactly the bytes returned)."""
+    async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        """Read the value and what is known of it; ``info.etag`` is the MD5 of these bytes."""
         if self._check(container, key) is not None:
             raise BlobNotFoundError("key not found", container=container, key=key)
         return await self._io.run(self._get_sync, container, key)
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
-        """Size, ETag, modification time and MD5 digest (reads the file to hash it)."""
+        """Size, ETag, modification time, MD5 digest, content type and metadata.
+
+        Reads the record, not the value (unless the value is small, or the file was changed
+        by another program and must be hashed).
+        """
         if self._check(container, key) is not None:
             return None
         return await self._io.run(self._head_sync, container, key)
@@ -301,86 +510,244 @@ class LocalFileAdapter:
         key: str,
         data: bytes,
         *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
-        """Replace the value atomically under the given precondition; return the new ETag."""
+        """Replace the value, its content type and metadata atomically under ``condition``;
+        return the new ETag."""
         problem = self._check(container, key)
         if problem is not None:
             raise InvalidKeyError(problem, container=container, key=key)
+        _check_precondition(condition)
+        content_type = validate_content_type(content_type)
+        meta = validate_metadata(metadata)
         if not isinstance(data, bytes):
             data = bytes(data)
-        return await self._io.run(self._put_sync, container, key, data, if_match, if_none_match)
+        return await self._io.run(
+            self._put_sync, container, key, data, condition, content_type, meta
+        )
 
-    async def delete(self, container: str, key: str, *, if_match: str | None = None) -> None:
+    async def delete(
+        self, container: str, key: str, *, condition: Precondition = OVERWRITE
+    ) -> None:
         """Remove the value and any folders it leaves empty (the container folder stays)."""
+        _check_precondition(condition)
         if self._check(container, key) is not None:
-            if if_match is not None:
-                _check_condition(container, key, None, if_match, False)
+            check_condition(container, key, None, condition)
             return
-        await self._io.run(self._delete_sync, container, key, if_match)
+        await self._io.run(self._delete_sync, container, key, condition)
 
     async def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        """Yield the keys starting with ``prefix`` in sorted order (no ETags)."""
+        """Yield the keys starting with ``prefix`` in sorted order (size and mtime, no ETag)."""
         self._check_container(container)
         validate_prefix(prefix, container)
         scan = self._scan(container, prefix)
         while True:
-            batch = await self._io.run(self._take, scan, container)
+            batch = await self._io.run(self._take, scan, container, _LIST_BATCH)
             for info in batch:
                 yield info
             if len(batch) < _LIST_BATCH:
+                return
+
+    async def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the names starting with ``prefix`` in sorted order, from the folder entries
+        alone; with ``delimiter="/"`` the keys directly below ``prefix`` and each folder
+        there once (``prefix...sub/``), without descending into it."""
+        check_delimiter(delimiter)
+        self._check_container(container)
+        validate_prefix(prefix, container)
+        scan = self._scan_names(container, prefix, delimiter is not None)
+        while True:
+            batch, done = await self._io.run(self._take_names, scan, container)
+            for name in batch:
+                yield name
+            if done:
                 return
 
     async def close(self) -> None:
         """Stop the I/O threads. Safe to call twice; the adapter starts them again if used."""
         await self._io.close()
 
-    # -- blocking parts (run in the I/O threads) ---------------------------------------
+    # -- reading (in the I/O threads) --------------------------------------------------
 
-    def _read_value(self, container: str, key: str, read: Callable[[int], _T | None]) -> _T | None:
-        """Open the key's file without following symlinks and apply ``read`` to its fd.
-
-        None when the key is missing (or is not a regular file, or its name is longer than
-        this filesystem allows, so it can never have been stored).
-        """
+    def _in_folder(
+        self, container: str, key: str, action: Callable[[_Fds, str], _T | None]
+    ) -> _T | None:
+        """Apply ``action([root_fd, folder_fd], name)`` in the key's folder, opened without
+        following symlinks. None when the folder is missing (or its name is longer than this
+        filesystem allows, so the key can never have been stored)."""
         parts = key.split("/")
         try:
             fds = self._walk(container, parts[:-1], key, create=False)
             try:
-                fd = os.open(parts[-1], _READ_FLAGS, dir_fd=fds[-1])
+                return action(fds, parts[-1])
             finally:
                 _close_all(fds)
-            try:
-                return read(fd)
-            finally:
-                os.close(fd)
-        except (_Missing, FileNotFoundError):
+        except _Missing:
             return None
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise self._os_error(exc, "read", container, key) from None
             return None
 
-    def _get_sync(self, container: str, key: str) -> tuple[bytes, str]:
-        data = self._read_value(container, key, _read_all)
-        if data is None:
+    def _get_sync(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        def read(fds: _Fds, name: str) -> _Found | None:
+            return self._inspect(
+                fds[-1], name, True, lambda: self._locked(fds[0], container, key, shared=True)
+            )
+
+        found = self._in_folder(container, key, read)
+        if found is None:
             raise BlobNotFoundError("key not found", container=container, key=key)
-        return data, _etag_of(hashlib.md5(data, usedforsecurity=False).digest())
+        assert found.data is not None
+        return found.data, found.info(key)
 
     def _head_sync(self, container: str, key: str) -> BlobInfo | None:
-        found = self._read_value(container, key, _hash_open)
-        if found is None:
+        def read(fds: _Fds, name: str) -> _Found | None:
+            return self._inspect(
+                fds[-1], name, False, lambda: self._locked(fds[0], container, key, shared=True)
+            )
+
+        found = self._in_folder(container, key, read)
+        return None if found is None else found.info(key)
+
+    def _inspect(
+        self,
+        folder: int,
+        name: str,
+        read: bool,
+        shared_lock: Callable[[], AbstractContextManager[None]] | None,
+    ) -> _Found | None:
+        """The version of ``name`` stored now, with its bytes if ``read``; None if missing
+        (or not a regular file). Raises OSError (ELOOP for a symlink).
+
+        In the rare case that the version opened is replaced before its sidecar is read (the
+        writer removes the old sidecar), the key is opened again; after a few such races the
+        last attempts run under the key's lock taken shared (``shared_lock``, None when the
+        caller holds it already), where no writer of this backend can replace it.
+        """
+        for _ in range(_REOPEN_ATTEMPTS):
+            found = self._inspect_once(folder, name, read, settle=True)
+            if not isinstance(found, _Again):
+                return found
+        if shared_lock is not None:
+            with shared_lock():
+                found = self._inspect_once(folder, name, read, settle=True)
+                if not isinstance(found, _Again):
+                    return found
+        # Changed by another program under every attempt: take whatever is there now.
+        found = self._inspect_once(folder, name, read, settle=False)
+        assert not isinstance(found, _Again)
+        return found
+
+    def _inspect_once(
+        self, folder: int, name: str, read: bool, *, settle: bool
+    ) -> _Found | _Again | None:
+        """One attempt of ``_inspect``: a _Found, None (missing), or _AGAIN if ``settle``
+        and the version changed under it."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+        except FileNotFoundError:
             return None
-        digest, size, mtime = found
-        return BlobInfo(
-            key, size, _etag_of(digest), datetime.fromtimestamp(mtime, timezone.utc), digest
-        )
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            try:
+                record = self._record(fd, folder, name, st, settle=settle)
+            except _Replaced:
+                return _AGAIN
+            found = _examine(fd, st, record, read, settle)
+            return _AGAIN if found is None else found
+        finally:
+            os.close(fd)
+
+    def _record(
+        self, fd: int, folder: int, name: str, st: os.stat_result, *, settle: bool
+    ) -> _Record | None:
+        """The record of the open version: its extended attribute, else its sidecar.
+
+        Raises _Replaced if ``settle`` and the version may have had a sidecar that is gone
+        because the key was replaced or deleted meanwhile (the caller opens it again).
+        """
+        if _HAS_XATTR:
+            try:
+                raw = os.getxattr(fd, XATTR_NAME)
+            except OSError as exc:
+                if exc.errno not in _XATTR_ABSENT:
+                    raise
+            else:
+                return self._decode(raw)
+        if not _may_have_sidecar(st):
+            return None  # not written by this backend with a sidecar
+        try:
+            side = os.open(_meta_name(name, st.st_ino, st.st_mtime_ns), _READ_FLAGS, dir_fd=folder)
+        except FileNotFoundError:
+            if settle:
+                now = _lstat(folder, name)
+                if now is None or (now.st_ino, now.st_dev, now.st_mtime_ns) != (
+                    st.st_ino,
+                    st.st_dev,
+                    st.st_mtime_ns,
+                ):
+                    raise _Replaced from None
+            return None  # another program's file, or its sidecar was lost
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None  # a symlink planted under a sidecar's name is no record
+            raise
+        try:
+            sst = os.fstat(side)
+            if not stat.S_ISREG(sst.st_mode) or sst.st_size > _MAX_RECORD_BYTES:
+                return None
+            record = self._decode(os.read(side, _MAX_RECORD_BYTES + 1))
+        finally:
+            os.close(side)
+        if record is None or record.mtime_ns != st.st_mtime_ns:
+            return None
+        return record
+
+    def _decode(self, raw: bytes) -> _Record | None:
+        """``_Record.decode``, remembering small records: a value read again and again has
+        the same record (records are never changed in place, only replaced)."""
+        record = self._decoded.get(raw)
+        if record is None:
+            record = _Record.decode(raw)
+            if record is not None and len(raw) <= _REMEMBER_RECORD_BYTES:
+                if len(self._decoded) >= _REMEMBER_RECORDS:
+                    self._decoded.clear()
+                self._decoded[raw] = record
+        return record
+
+    def _current_etag(self, folder: int, name: str, exact: bool) -> str | None:
+        """The stored version's ETag (``exact``) or ``"*"`` if one exists; None if none."""
+        if not exact:
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+            except FileNotFoundError:
+                return None
+            try:
+                return "*" if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            finally:
+                os.close(fd)
+        found = self._inspect(folder, name, False, None)  # the caller holds the lock
+        return None if found is None else _etag_of(found.md5)
+
+    # -- writing (in the I/O threads) --------------------------------------------------
 
     def _put_sync(
-        self, container: str, key: str, data: bytes, if_match: str | None, if_none_match: bool
+        self,
+        container: str,
+        key: str,
+        data: bytes,
+        condition: Precondition,
+        content_type: str | None,
+        metadata: dict[str, str],
     ) -> str:
-        etag = _etag_of(hashlib.md5(data, usedforsecurity=False).digest())
+        md5 = _md5(data)
         parts = key.split("/")
         name = parts[-1]
         try:
@@ -392,10 +759,18 @@ class LocalFileAdapter:
                 except _Vanished:
                     continue
                 try:
-                    if self._put_in(fds, container, key, name, data, if_match, if_none_match):
-                        return etag
+                    placed = self._put_in(
+                        fds, container, key, name, data, md5, condition, content_type, metadata
+                    )
+                except ConcurrencyError:
+                    # The walk may have created folders for a write that did not happen.
+                    if len(parts) > 1:
+                        self._prune(container, parts[:-1], key, fds)
+                    raise
                 finally:
                     _close_all(fds)
+                if placed:
+                    return _etag_of(md5)
             raise StorageError(
                 "a folder on the key's path kept disappearing while writing",
                 container=container,
@@ -411,12 +786,16 @@ class LocalFileAdapter:
         key: str,
         name: str,
         data: bytes,
-        if_match: str | None,
-        if_none_match: bool,
+        md5: bytes,
+        condition: Precondition,
+        content_type: str | None,
+        metadata: dict[str, str],
     ) -> bool:
         folder = fds[-1]
         tmp = _temp_name(name)
+        sidecar: str | None = None
         placed = False
+        old: os.stat_result | None = None
         try:
             tfd = os.open(tmp, _TEMP_FLAGS, 0o666, dir_fd=folder)
         except FileNotFoundError:
@@ -424,6 +803,19 @@ class LocalFileAdapter:
         try:
             try:
                 _write_all(tfd, data)
+                # The mark: an mtime in the past of the kernel's coarse clock, so that any
+                # later write into this file moves it (see docs/local.md, "ETags").
+                now = time.time_ns()
+                mark = (now - MTIME_MARK_NS) | 1
+                os.utime(tfd, ns=(mark, mark))
+                # What the filesystem kept: the mark, or (without nanoseconds) the mark
+                # rounded to an even number, which names the sidecar but proves nothing.
+                st = os.fstat(tfd)
+                kept = st.st_mtime_ns
+                raw = _Record(md5, len(data), kept, now, content_type, metadata).encode()
+                if not self._set_record(tfd, raw):
+                    sidecar = _meta_name(name, st.st_ino, kept)
+                    self._write_sidecar(folder, sidecar, raw)
                 if self.durable:
                     os.fsync(tfd)
             finally:
@@ -431,9 +823,10 @@ class LocalFileAdapter:
             # Written and flushed before taking the lock, so the lock is held only for the
             # check and the rename.
             with self._locked(fds[0], container, key):
-                if if_match is not None or if_none_match:
-                    current = self._current_etag(folder, name)
-                    _check_condition(container, key, current, if_match, if_none_match)
+                if not isinstance(condition, Overwrite):
+                    current = self._current_etag(folder, name, isinstance(condition, Update))
+                    check_condition(container, key, current, condition)
+                old = _lstat(folder, name)
                 try:
                     os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
                 except OSError as exc:
@@ -448,30 +841,83 @@ class LocalFileAdapter:
                 placed = True
         finally:
             if not placed:
-                try:
-                    os.unlink(tmp, dir_fd=folder)
-                except OSError as exc:  # the original error matters more
-                    _log.warning("could not remove temp file %r: %s", tmp, exc)
+                for leftover in (tmp, sidecar):
+                    if leftover is None:
+                        continue
+                    try:
+                        os.unlink(leftover, dir_fd=folder)
+                    except OSError as exc:  # the original error matters more
+                        _log.warning("could not remove %r: %s", leftover, exc)
+        if old is not None:
+            self._drop_sidecar(folder, name, old)
         if self.durable:
             os.fsync(folder)
         return True
 
-    def _delete_sync(self, container: str, key: str, if_match: str | None) -> None:
+    def _set_record(self, fd: int, raw: bytes) -> bool:
+        """Attach the record to the temp file; False if it must go to a sidecar."""
+        if not self._xattrs:
+            return False
+        try:
+            os.setxattr(fd, XATTR_NAME, raw)
+        except OSError as exc:
+            if exc.errno in _XATTR_UNSUPPORTED:
+                if self._xattrs:
+                    self._xattrs = False
+                    _log.info(
+                        "no extended attributes under %r: records go to sidecar files", self._root
+                    )
+                return False
+            if exc.errno in _XATTR_REFUSED:
+                return False  # too big for this filesystem's attributes: this file only
+            raise
+        return True
+
+    def _write_sidecar(self, folder: int, sidecar: str, raw: bytes) -> None:
+        try:
+            fd = os.open(sidecar, _TEMP_FLAGS, 0o666, dir_fd=folder)
+        except FileExistsError:
+            # A crashed write's leftover for this very identity (inode and mark): it
+            # describes no stored version, since that version is not renamed in yet.
+            os.unlink(sidecar, dir_fd=folder)
+            fd = os.open(sidecar, _TEMP_FLAGS, 0o666, dir_fd=folder)
+        try:
+            _write_all(fd, raw)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _drop_sidecar(self, folder: int, name: str, old: os.stat_result) -> None:
+        """Remove the sidecar of a version just replaced or deleted, if it had one."""
+        if not stat.S_ISREG(old.st_mode) or not _may_have_sidecar(old):
+            return
+        sidecar = _meta_name(name, old.st_ino, old.st_mtime_ns)
+        try:
+            os.unlink(sidecar, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # an orphan now; ``list`` removes it later
+            _log.warning("could not remove %r: %s", sidecar, exc)
+
+    def _delete_sync(self, container: str, key: str, condition: Precondition) -> None:
         parts = key.split("/")
         name = parts[-1]
         try:
             try:
                 fds = self._walk(container, parts[:-1], key, create=False, keep=_PRUNE_WINDOW)
             except _Missing:
-                if if_match is not None:
-                    _check_condition(container, key, None, if_match, False)
+                check_condition(container, key, None, condition)
                 return
             try:
                 folder = fds[-1]
                 with self._locked(fds[0], container, key):
-                    if if_match is not None:
-                        current = self._current_etag(folder, name)
-                        _check_condition(container, key, current, if_match, False)
+                    if not isinstance(condition, Overwrite):
+                        current = self._current_etag(folder, name, isinstance(condition, Update))
+                        check_condition(container, key, current, condition)
+                        if current is None:
+                            return  # CREATE, and nothing is stored: nothing to do
+                    old = _lstat(folder, name)
                     try:
                         os.unlink(name, dir_fd=folder)
                     except OSError as exc:
@@ -479,6 +925,8 @@ class LocalFileAdapter:
                         if exc.errno in (errno.ENOENT, errno.EISDIR, errno.EPERM):
                             return
                         raise
+                if old is not None:
+                    self._drop_sidecar(folder, name, old)
                 if self.durable:
                     os.fsync(folder)
                 self._prune(container, parts[:-1], key, fds)
@@ -487,8 +935,7 @@ class LocalFileAdapter:
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise self._os_error(exc, "delete", container, key) from None
-            if if_match is not None:
-                _check_condition(container, key, None, if_match, False)
+            check_condition(container, key, None, condition)
 
     def _prune(self, container: str, folders: _Names, key: str, fds: _Fds) -> None:
         """Remove the folders a delete left empty, deepest first, never the container.
@@ -520,23 +967,30 @@ class LocalFileAdapter:
 
     # -- listing -----------------------------------------------------------------------
 
-    def _take(self, scan: Iterator[BlobInfo], container: str) -> _Batch:
-        batch: _Batch = []
+    def _take(self, scan: Iterator[_T], container: str, size: int) -> _Batch[_T]:
+        batch: _Batch[_T] = []
         try:
-            for info in scan:
-                batch.append(info)
-                if len(batch) >= _LIST_BATCH:
+            for item in scan:
+                batch.append(item)
+                if len(batch) >= size:
                     break
         except OSError as exc:
             raise self._os_error(exc, "list", container, None) from None
         return batch
 
-    def _scan(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+    @staticmethod
+    def _start(prefix: str) -> _Names | None:
+        """The folders every key starting with ``prefix`` lies in, or None if no key can."""
         folders = prefix.rpartition("/")[0]
         start = folders.split("/") if folders else []
         if any(not _valid_segment(s) for s in start):
-            return  # no key has such a folder, so none can start with this prefix
-        yield from self._scan_folder(container, start, prefix)
+            return None  # no key has such a folder, so none can start with this prefix
+        return start
+
+    def _scan(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        start = self._start(prefix)
+        if start is not None:
+            yield from self._scan_folder(container, start, prefix)
 
     def _scan_folder(self, container: str, parts: _Names, prefix: str) -> Iterator[BlobInfo]:
         base = "/".join(parts) + "/" if parts else ""
@@ -551,42 +1005,66 @@ class LocalFileAdapter:
         """One folder's matching entries, sorted: (sort key, name, stat or None for a folder).
 
         A folder sorts as ``name + "/"``: every key below it starts with that, so visiting
-        entries in this order yields keys in exactly the order Python sorts them.
+        entries in this order yields keys in exactly the order Python sorts them. Stale temp
+        files and sidecars that belong to no value are removed on the way.
         """
-        try:
-            fds = self._walk(container, parts, None, create=False)
-        except _Missing:
-            return []
-        except StorageError as exc:  # a symlink on the way: skipped, never followed
-            _log.warning("list skips %s", exc)
+        fds = self._open_listed(container, parts)
+        if fds is None:
             return []
         out: _Entries = []
+        sidecars: _DirEntries = []
+        files: _DirEntries = []
         try:
             folder = fds[-1]
             with os.scandir(folder) as it:
                 for entry in it:
                     name = entry.name
-                    if name.startswith(".") and _is_temp_name(name):
-                        self._maybe_remove_stale(folder, entry)
+                    if name[0] == "." and _is_reserved_name(name):
+                        if _TEMP_MARK in name and _TEMP_RE.match(name) is not None:
+                            self._maybe_remove_stale(folder, entry)
+                        else:
+                            sidecars.append(entry)
                         continue
                     candidate = base + name
                     if entry.is_dir(follow_symlinks=False):
                         candidate += "/"
                         if (
-                            candidate.startswith(prefix) or prefix.startswith(candidate)
-                        ) and _valid_segment(name):
+                            candidate.startswith(prefix)
+                            and len(candidate) < MAX_KEY_LENGTH
+                            and _valid_entry(name)
+                        ):
                             out.append((candidate, name, None))
-                    elif (
-                        entry.is_file(follow_symlinks=False)
-                        and candidate.startswith(prefix)
-                        and _valid_segment(name)
-                    ):
-                        with suppress(FileNotFoundError):  # deleted while we looked
-                            out.append((candidate, name, entry.stat(follow_symlinks=False)))
+                    elif entry.is_file(follow_symlinks=False):
+                        files.append(entry)
+                        if (
+                            candidate.startswith(prefix)
+                            and len(candidate) <= MAX_KEY_LENGTH
+                            and _valid_entry(name)
+                        ):
+                            with suppress(FileNotFoundError):  # deleted while we looked
+                                out.append((candidate, name, entry.stat(follow_symlinks=False)))
+            if sidecars:
+                self._remove_orphans(folder, sidecars, files)
         finally:
             _close_all(fds)
         out.sort(key=lambda item: item[0])
         return out
+
+    def _remove_orphans(self, folder: int, sidecars: _DirEntries, files: _DirEntries) -> None:
+        """Remove the stale sidecars whose version is no longer stored in this folder."""
+        by_short: dict[str, list[os.DirEntry[str]]] = {}
+        for entry in files:
+            by_short.setdefault(_short(entry.name), []).append(entry)
+        for side in sidecars:
+            short, ino, mtime_ns = _meta_identity(side.name)
+            live = False
+            for entry in by_short.get(short, ()):
+                with suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)  # cached for listed keys
+                    live = live or (st.st_ino, st.st_mtime_ns) == (ino, mtime_ns)
+            if not live:
+                # Young ones may belong to a write in progress (written before its rename).
+                self._maybe_remove_stale(folder, side)
 
     def _maybe_remove_stale(self, folder: int, entry: os.DirEntry[str]) -> None:
         try:
@@ -594,9 +1072,95 @@ class LocalFileAdapter:
             # Young temp files may belong to a write in progress in another process.
             if stat.S_ISREG(st.st_mode) and st.st_mtime < time.time() - STALE_TEMP_SECONDS:
                 os.unlink(entry.name, dir_fd=folder)
-                _log.info("removed stale temp file %r", entry.path)
+                _log.info("removed stale file %r", entry.path)
         except OSError:
             pass
+
+    def _open_listed(self, container: str, parts: _Names) -> _Fds | None:
+        try:
+            return self._walk(container, parts, None, create=False)
+        except _Missing:
+            return None
+        except StorageError as exc:  # a symlink on the way: skipped, never followed
+            _log.warning("list skips %s", exc)
+            return None
+
+    def _take_names(self, scan: Iterator[_Names], container: str) -> tuple[_Names, bool]:
+        """The next names (whole folders' runs, at least _NAMES_BATCH unless the scan ends),
+        and whether the scan ended."""
+        batch: _Names = []
+        try:
+            for run in scan:
+                batch += run
+                if len(batch) >= _NAMES_BATCH:
+                    return batch, False
+        except OSError as exc:
+            raise self._os_error(exc, "list", container, None) from None
+        return batch, True
+
+    def _scan_names(self, container: str, prefix: str, fold: bool) -> Iterator[_Names]:
+        """Runs of names in sorted order (a folder's names between its sub-folders)."""
+        start = self._start(prefix)
+        if start is not None:
+            yield from self._scan_names_in(container, start, prefix, fold)
+
+    def _scan_names_in(
+        self, container: str, parts: _Names, prefix: str, fold: bool
+    ) -> Iterator[_Names]:
+        base = "/".join(parts) + "/" if parts else ""
+        names, folders = self._read_names(container, parts, base, prefix)
+        if fold or not folders:
+            yield names
+            return
+        # A folder's name ends with "/" (a key's never does): descend there, in order.
+        run = 0
+        for i, name in enumerate(names):
+            if name[-1] == "/":
+                yield names[run:i]
+                yield from self._scan_names_in(
+                    container, [*parts, name[len(base) : -1]], prefix, False
+                )
+                run = i + 1
+        yield names[run:]
+
+    def _read_names(
+        self, container: str, parts: _Names, base: str, prefix: str
+    ) -> tuple[_Names, int]:
+        """One folder's matching names, sorted as in ``_read_folder`` (sub-folders as
+        ``name/``), and how many are folders; from the entries' types alone (``d_type``: no
+        stat per key on Linux and macOS)."""
+        fds = self._open_listed(container, parts)
+        if fds is None:
+            return [], 0
+        out: _Names = []
+        append = out.append
+        folders = 0
+        # Below the prefix's own folder every name matches it.
+        check = len(base) < len(prefix)
+        try:
+            with os.scandir(fds[-1]) as it:
+                for entry in it:
+                    name = entry.name
+                    if name[0] == "." and _is_reserved_name(name):
+                        continue
+                    candidate = base + name
+                    if check and not candidate.startswith(prefix):
+                        continue
+                    if not (
+                        (name.isascii() and name.isprintable() and "\\" not in name)
+                        or (not name.isascii() and _valid_segment(name))
+                    ):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if len(candidate) < MAX_KEY_LENGTH - 1:
+                            append(candidate + "/")
+                            folders += 1
+                    elif entry.is_file(follow_symlinks=False) and len(candidate) <= MAX_KEY_LENGTH:
+                        append(candidate)
+        finally:
+            _close_all(fds)
+        out.sort()
+        return out, folders
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -693,20 +1257,12 @@ class LocalFileAdapter:
             key=key,
         )
 
-    def _current_etag(self, folder: int, name: str) -> str | None:
-        try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=folder)
-        except FileNotFoundError:
-            return None
-        try:
-            found = _hash_open(fd)
-        finally:
-            os.close(fd)
-        return None if found is None else _etag_of(found[0])
-
     @contextmanager
-    def _locked(self, root: int, container: str, key: str) -> Iterator[None]:
-        """Hold the key's stripe lock (across threads and processes) for the block.
+    def _locked(
+        self, root: int, container: str, key: str, *, shared: bool = False
+    ) -> Iterator[None]:
+        """Hold the key's stripe lock (across threads and processes) for the block:
+        exclusive for writers, ``shared`` for a reader that must not be overtaken.
 
         flock belongs to the open file description, so opening the lock file anew for each
         operation makes threads of one process exclude each other too. The lock is released
@@ -723,7 +1279,7 @@ class LocalFileAdapter:
             os.close(locks)
         try:
             assert _fcntl is not None
-            _fcntl.flock(fd, _fcntl.LOCK_EX)
+            _fcntl.flock(fd, _fcntl.LOCK_SH if shared else _fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -756,16 +1312,56 @@ class LocalFileAdapter:
 
 
 _LIST_BATCH = 512
+_REMEMBER_RECORDS = 1024
+_REMEMBER_RECORD_BYTES = 512
+_NAMES_BATCH = 2048
 # Folder fds a delete keeps open to remove the folders it leaves empty (deeper keys walk again).
 _PRUNE_WINDOW = 8
 
 
-def _check_condition(
-    container: str, key: str, current: str | None, if_match: str | None, if_none_match: bool
-) -> None:
-    if if_none_match and current is not None:
-        raise ConcurrencyError("key already exists", container=container, key=key)
-    if if_match is not None and current != if_match:
-        raise ConcurrencyError(
-            "key was changed or deleted since it was read", container=container, key=key
-        )
+def _proven(record: _Record | None, st: os.stat_result, size: int) -> bool:
+    """Whether the file is provably the version ``record`` was written for: its mtime is
+    still the write's mark (any later write moves it past) and its size is the recorded one."""
+    return (
+        record is not None
+        and st.st_mtime_ns == record.mtime_ns
+        and record.mtime_ns & 1 == 1  # the mark itself, not a rounded one
+        and st.st_size == size == record.size
+    )
+
+
+def _modified(record: _Record | None, st: os.stat_result) -> int:
+    """The write's own time while the file still has the mtime it was given, else the mtime."""
+    if record is not None and record.mtime_ns == st.st_mtime_ns:
+        return record.written_ns
+    return st.st_mtime_ns
+
+
+def _examine(
+    fd: int, st: os.stat_result, record: _Record | None, read: bool, settle: bool
+) -> _Found | None:
+    """Size, MD5 and (if ``read``) bytes of the open version; None if ``settle`` and it
+    changed while it was hashed (the caller looks again)."""
+    if st.st_size <= SMALL_VALUE_BYTES:
+        data = _read_open(fd, st.st_size)
+        if len(data) <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
+            return _Found(len(data), _md5(data), _modified(record, st), record, data)
+    elif read:
+        data = _read_open(fd, st.st_size)
+    else:
+        data = None
+    if data is not None:
+        # After the read: a write that started before this fstat has already moved the mtime,
+        # so a proven record describes exactly the bytes read.
+        after = os.fstat(fd)
+        size = len(data)
+        md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
+        return _Found(size, md5, _modified(record, after), record, data)
+    if _proven(record, st, st.st_size):
+        assert record is not None
+        return _Found(st.st_size, record.md5, record.written_ns, record, None)
+    md5, size = _hash_open(fd)
+    after = os.fstat(fd)
+    if settle and (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, size):
+        return None
+    return _Found(size, md5, _modified(record, after), record, None)
