@@ -11,9 +11,9 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ..._tasks import bounded_in_order, gather_bounded
 from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
@@ -87,6 +87,7 @@ class _Verdict(enum.Enum):
     UNKNOWN = "unknown"  # another writer's version: ours may have landed before it
 
 
+_Item = TypeVar("_Item")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
 
 
@@ -859,6 +860,29 @@ class AzureBlobAdapter:
 
     async def list(self, container: str, prefix: str = "") -> AsyncIterator[BlobInfo]:
         """Yield every blob whose name starts with ``prefix``, page by page."""
+        async for info in self._pages(container, prefix, None, parse_blob_list):
+            yield info
+
+    async def list_names(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield blob names (and, with ``delimiter="/"``, folder prefixes), page by page.
+
+        Folders come from the service's own BlobPrefix answer, so one level of a large
+        container costs one page per thousands of names, not a walk of every blob.
+        """
+        check_delimiter(delimiter)
+        async for name in self._pages(container, prefix, delimiter, parse_blob_names):
+            yield name
+
+    async def _pages(
+        self,
+        container: str,
+        prefix: str,
+        delimiter: str | None,
+        parse: Callable[[bytes], tuple[Sequence[_Item], str | None]],
+    ) -> AsyncIterator[_Item]:
+        """Every item of a List Blobs listing, following NextMarker; nothing for no container."""
         validate_container_name(container)
         marker: str | None = None
         while True:
@@ -867,8 +891,7 @@ class AzureBlobAdapter:
                 ("comp", "list"),
                 ("maxresults", str(self.list_page_size)),
             ]
-            if prefix:
-                query.append(("prefix", prefix))
+            query += [(n, v) for n, v in (("prefix", prefix), ("delimiter", delimiter)) if v]
             if marker:
                 query.append(("marker", marker))
             resp = await self._send("GET", container, None, action="list", query=query)
@@ -884,63 +907,15 @@ class AzureBlobAdapter:
                     key=None,
                 )
             try:
-                infos, marker = parse_blob_list(resp.body)
+                items, marker = parse(resp.body)
             except Exception as exc:
                 raise StorageError(
                     f"list failed: unreadable answer ({type(exc).__name__})",
                     container=container,
                     request_id=resp.header("x-ms-request-id"),
                 ) from None
-            for info in infos:
-                yield info
-            if not marker:
-                return
-
-    async def list_names(
-        self, container: str, prefix: str = "", *, delimiter: str | None = None
-    ) -> AsyncIterator[str]:
-        """Yield blob names (and, with ``delimiter="/"``, folder prefixes) in sorted order.
-
-        Folders come from the service's own BlobPrefix answer, so one level of a large
-        container costs one page per thousands of names, not a walk of every blob.
-        """
-        validate_container_name(container)
-        check_delimiter(delimiter)
-        marker: str | None = None
-        while True:
-            query = [
-                ("restype", "container"),
-                ("comp", "list"),
-                ("maxresults", str(self.list_page_size)),
-            ]
-            if prefix:
-                query.append(("prefix", prefix))
-            if delimiter:
-                query.append(("delimiter", delimiter))
-            if marker:
-                query.append(("marker", marker))
-            resp = await self._send("GET", container, None, action="list", query=query)
-            if resp.status == 404:
-                return
-            if resp.status != 200:
-                raise_for_status(
-                    resp.status,
-                    resp.headers,
-                    resp.body,
-                    action="list",
-                    container=container,
-                    key=None,
-                )
-            try:
-                names, marker = parse_blob_names(resp.body)
-            except ValueError as exc:
-                raise StorageError(
-                    f"list failed: unreadable answer ({exc})",
-                    container=container,
-                    request_id=resp.header("x-ms-request-id"),
-                ) from None
-            for name in names:
-                yield name
+            for item in items:
+                yield item
             if not marker:
                 return
 
