@@ -291,22 +291,19 @@ class AzureBlobAdapter:
         headers: dict[str, str] | None = None,
         body: bytes | memoryview | None = None,
     ) -> Response:
-        return await self._client.request(
-            method,
-            blob_path(container, key),
-            query=query,
-            headers=headers,
-            body=body,
-            action=action,
-            container=container,
-            key=key,
+        """Send one request with retries; network failures past the budget raise."""
+        outcome = await self._send_outcome(
+            method, container, key, action=action, query=query, headers=headers, body=body
         )
+        if isinstance(outcome, Failure):
+            raise outcome.error from None
+        return outcome
 
     async def _send_outcome(
         self,
         method: str,
         container: str,
-        key: str,
+        key: str | None,
         *,
         action: str,
         query: list[tuple[str, str]] | None = None,

@@ -130,37 +130,6 @@ class BlobClient:
         self._closed = True
         await self.transport.close()
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        body: bytes | memoryview | None = None,
-        action: str,
-        container: str | None = None,
-        key: str | None = None,
-    ) -> Response:
-        """Send one logical request, retrying transient failures; return the final answer.
-
-        ``path`` is the encoded path below the endpoint (``/container/blob``). Network
-        failures that outlast the retry budget raise StorageError.
-        """
-        outcome = await self.send(
-            method,
-            path,
-            query=query,
-            headers=headers,
-            body=body,
-            action=action,
-            container=container,
-            key=key,
-        )
-        if isinstance(outcome, Failure):
-            raise outcome.error from None
-        return outcome
-
     async def send(
         self,
         method: str,
@@ -173,8 +142,12 @@ class BlobClient:
         container: str | None = None,
         key: str | None = None,
     ) -> Response | Failure:
-        """Like :meth:`request`, but a request that got no final answer comes back as a
-        :class:`Failure` that says whether an attempt may have been applied."""
+        """Send one logical request, retrying transient failures; return the final answer.
+
+        ``path`` is the encoded path below the endpoint (``/container/blob``). A request that
+        got no final answer comes back as a :class:`Failure` that says whether an attempt
+        may have been applied.
+        """
         call = _Call(action, container, key)
         deadline = self._clock() + self.retry.total_timeout
         request_id = str(uuid.uuid4())
