@@ -232,8 +232,9 @@ def check_condition(
 ) -> None:
     """Raise ConcurrencyError unless ``condition`` allows a change of ``key`` now.
 
-    ``current_etag`` is the stored version's ETag, None for a missing key. One definition
-    for every adapter that checks conditions itself.
+    ``current_etag`` is the stored version's ETag, None for a missing key (for ``CREATE``
+    any other value means "exists", so an adapter need not compute the ETag to check it).
+    One definition for every adapter that checks conditions itself.
     """
     if isinstance(condition, Update) and current_etag != condition.etag:
         raise ConcurrencyError(
