@@ -102,7 +102,10 @@ class AsyncBlobStore:
     first; a forgotten key is written as if never seen). ``sync_concurrency`` bounds parallel
     writes in ``sync()``. Use it with ``async with``, or call ``close()``: the store closes
     its adapter too unless ``owns_adapter=False`` (for an adapter shared by several stores,
-    which its owner closes). ``types`` (a TypeRegistry) adds classes to the JSON codec.
+    which its owner closes). Keys are compared exactly (``café`` in NFC and in NFD are two
+    keys) unless ``normalize_keys`` names a Unicode form ("NFC", ...): then every key and
+    prefix is normalised to it before use, and stored so. ``types`` (a TypeRegistry) adds
+    classes to the JSON codec.
 
     Operations on one key are serialised in call order. A write whose caller is cancelled
     runs to its end in storage, and the store records its outcome, so its own writes never
@@ -121,6 +124,7 @@ class AsyncBlobStore:
         etag_memory: int | None = 100_000,
         sync_concurrency: int = 16,
         batch_concurrency: int = 32,
+        normalize_keys: Literal["NFC", "NFD", "NFKC", "NFKD"] | None = None,
         owns_adapter: bool = True,
         types: codec.TypeRegistry | None = None,
     ) -> None:
@@ -137,6 +141,15 @@ class AsyncBlobStore:
         if batch_concurrency < 1:
             raise ValueError("batch_concurrency must be at least 1")
         self.batch_concurrency = batch_concurrency
+        if normalize_keys not in (None, "NFC", "NFD", "NFKC", "NFKD"):
+            raise ValueError(
+                f"normalize_keys must be None, NFC, NFD, NFKC or NFKD, not {normalize_keys!r}"
+            )
+        self._normal_form = normalize_keys
+        if normalize_keys is not None:
+            import unicodedata  # only for stores that ask: it adds to import time
+
+            self._normalize = unicodedata.normalize
         adapter.validate_container(container_name)
         self.adapter: Adapter = adapter
         self.container_name: str = container_name
@@ -190,8 +203,7 @@ class AsyncBlobStore:
         It never changes which version an ETAG write is checked against: only reading the
         value does.
         """
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         cached = self._cached(key)
         if cached is not None:
             return cached[0] is not None
@@ -224,6 +236,8 @@ class AsyncBlobStore:
         """
         self._check_open()
         validate_prefix(prefix, self.container_name)
+        if self._normal_form is not None:
+            prefix = self._normalize(self._normal_form, prefix)
         check_delimiter(delimiter)
         pending = {
             key: state.data is not None
@@ -264,8 +278,7 @@ class AsyncBlobStore:
         A pending write-back value has no ETag or modification time yet. Like ``exists()``,
         it never changes which version an ETAG write is checked against.
         """
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         state = await self._table.acquire(key)
         try:
             if self._write_back and state.pending:
@@ -308,8 +321,7 @@ class AsyncBlobStore:
         return cached[0]
 
     async def _read(self, key: str) -> bytes:
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         data = self._hit(key)
         if data is not None:
             return data
@@ -348,8 +360,7 @@ class AsyncBlobStore:
         ``content_type`` defaults to ``application/json``; ``metadata`` (names of ASCII
         letters, digits and ``_``; printable ASCII values) replaces the key's old metadata.
         """
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         extra = _extra(content_type or JSON_CONTENT_TYPE, metadata)
         await self._write(key, self._encode(key, value), extra)
 
@@ -362,8 +373,7 @@ class AsyncBlobStore:
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         """Store ``data`` as given, with an optional content type and metadata."""
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         extra = _extra(content_type, metadata)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise SerializationError(
@@ -385,8 +395,7 @@ class AsyncBlobStore:
         In ETAG mode a key changed in storage since this store last saw it raises
         ConcurrencyError and stays.
         """
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         await self._write(key, None)
 
     async def _write(self, key: str, data: bytes | None, extra: _Extra = (None, None)) -> None:
@@ -424,8 +433,7 @@ class AsyncBlobStore:
 
         In WRITE_BACK mode a key with a pending change is updated in the cache instead.
         """
-        self._check_open()
-        validate_key(key, self.container_name)
+        key = self._key(key)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         table = self._table
@@ -642,8 +650,7 @@ class AsyncBlobStore:
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         encoded = {}
         for key, value in pairs:
-            self._check_open()
-            validate_key(key, self.container_name)
+            key = self._key(key)
             encoded[key] = self._encode(key, value)
         extra = _extra(JSON_CONTENT_TYPE, None)
 
@@ -665,10 +672,7 @@ class AsyncBlobStore:
         concurrency: int | None,
         name: str,
     ) -> dict[str, _T]:
-        self._check_open()
-        unique = list(dict.fromkeys(keys))  # each key once, in the caller's order
-        for key in unique:
-            validate_key(key, self.container_name)
+        unique = list(dict.fromkeys(self._key(key) for key in keys))  # once each, in order
         limit = self.batch_concurrency if concurrency is None else concurrency
         if limit < 1:
             raise ValueError("concurrency must be at least 1")
@@ -854,6 +858,14 @@ class AsyncBlobStore:
         self._unsynced.detach()
         if self.owns_adapter:
             await self.adapter.close()
+
+    def _key(self, key: str) -> str:
+        """The key as stored: checked (before any I/O), and normalised if the store says so."""
+        self._check_open()
+        validate_key(key, self.container_name)
+        if self._normal_form is not None:
+            return self._normalize(self._normal_form, key)
+        return key
 
     def _check_open(self) -> None:
         if self._closed:

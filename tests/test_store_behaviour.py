@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -388,3 +389,27 @@ async def test_values_round_trip_through_storage(store_factory: Factory) -> None
     store = store_factory()
     await store.set_json("v", value)
     assert await store_factory().get_json("v") == value
+
+
+def uuid_container() -> str:
+    return "t" + uuid.uuid4().hex[:20]
+
+
+async def test_keys_are_exact_unless_normalised(store_factory: Factory) -> None:
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    exact = store_factory()
+    await exact.set_json(nfc, "composed")
+    await exact.set_json(nfd, "decomposed")
+    assert sorted([await exact.get_json(nfc), await exact.get_json(nfd)]) == [
+        "composed",
+        "decomposed",
+    ]
+    normal = store_factory(normalize_keys="NFC", container=uuid_container())
+    await normal.set_json(nfd, 1)
+    assert await normal.get_json(nfc) == 1
+    assert await normal.list_keys() == [nfc]
+    assert await normal.list_keys(nfd[:3]) == [nfc]
+    await normal.delete(nfd)
+    assert await normal.list_keys() == []
+    with pytest.raises(ValueError):
+        store_factory(normalize_keys="NFX")
