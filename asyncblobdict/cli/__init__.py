@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .._redact import redact
-from ..adapters.local import LocalFileAdapter
 from ..errors import (
     AsyncBlobDictError,
     BlobNotFoundError,
@@ -24,9 +23,9 @@ from ..errors import (
     SerializationError,
     StorageError,
 )
-from .commands import cmd_demo, cmd_get, cmd_ls, cmd_put, cmd_rm
+from .commands import cmd_demo, cmd_get, cmd_info, cmd_ls, cmd_put, cmd_rm
 from .copy import CopyStats, copy_keys
-from .output import echo, err, human_bytes
+from .output import echo, err, human_bytes, no_such_container, no_such_key
 from .progress import Progress
 from .stores import (
     AUTH_CHOICES,
@@ -34,6 +33,7 @@ from .stores import (
     StoreSpec,
     UsageError,
     UserError,
+    container_exists,
     open_adapter,
     parse_address,
     secrets_of,
@@ -148,7 +148,15 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     ls = command("ls", "list keys, sorted")
     ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-    ls.add_argument("-l", "--long", action="store_true", help="size, last modified, ETag, key")
+    ls.add_argument(
+        "-l",
+        "--long",
+        action="store_true",
+        help="size, last modified, ETag, content type, metadata, key",
+    )
+
+    info = command("info", "size, last modified, ETag, content type, MD5 and metadata of KEY")
+    info.add_argument("key", metavar="KEY")
 
     get = command("get", "print a value: JSON pretty-printed, other bytes as they are")
     get.add_argument("key", metavar="KEY")
@@ -234,6 +242,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await cmd_demo(spec)
     if command == "ls":
         return await cmd_ls(spec, args.prefix, args.long)
+    if command == "info":
+        return await cmd_info(spec, args.key)
     if command == "get":
         return await cmd_get(spec, args.key, args.output, args.raw)
     if command == "put":
@@ -278,11 +288,11 @@ async def _run_cp(args: argparse.Namespace) -> int:
 
     src_adapter = open_adapter(src)
     try:
-        if (
-            isinstance(src_adapter, LocalFileAdapter)
-            and not (src_adapter.root / src.container).is_dir()
-        ):
-            raise UserError(f"source {src.describe()} does not exist")
+        check = getattr(src_adapter, "validate_container", None)
+        if callable(check):
+            check(src.container)
+        if not await container_exists(src_adapter, src.container):
+            raise UserError(no_such_container(src.container, src.describe()))
         dst_adapter = open_adapter(dst)
         try:
             for spec, adapter in ((src, src_adapter), (dst, dst_adapter)):
@@ -308,7 +318,7 @@ async def _run_cp(args: argparse.Namespace) -> int:
             await src_adapter.close()
     echo(_summary(stats, src, dst, args.dry_run))
     for key in stats.vanished:
-        err(f"{PROG}: warning: {key!r} was deleted from the source during the copy")
+        err(f"{PROG}: warning: {no_such_key(key, src.container)} any more: deleted during the copy")
     for key, reason in stats.failed:
         err(f"{PROG}: error: cannot copy {key!r}: {reason}")
     return EXIT_USER if stats.failed else EXIT_OK
@@ -347,8 +357,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, BlobNotFoundError):
-        return f"no such key {exc.key!r} in container {exc.container!r}"
+    if isinstance(exc, BlobNotFoundError) and exc.key is not None:
+        return no_such_key(exc.key, exc.container)
     if isinstance(exc, (UsageError, UserError, AsyncBlobDictError)):
         return str(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 from ..adapters.azure_connection import ConnectionStringError, account_label
 from ..adapters.azure_connection import connection_string_secrets as secrets_of
 from ..adapters.base import Adapter
+from ..adapters.local import LocalFileAdapter
 from ..addresses import AZURE_CONN_ENV, StoreLocation, azure_location, local_location, locate
 from ..errors import InvalidKeyError
 
@@ -27,6 +29,7 @@ __all__ = [
     "UsageError",
     "UserError",
     "account_label",
+    "container_exists",
     "open_adapter",
     "parse_address",
     "resolve_conn_str",
@@ -191,3 +194,33 @@ def open_adapter(spec: StoreSpec) -> Adapter:
         return spec.location.make_adapter()
     except ImportError as exc:
         raise UserError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+
+
+async def container_exists(adapter: Adapter, container: str) -> bool:
+    """Whether ``container`` exists, as cheaply as the backend can tell.
+
+    Local: its folder exists (an emptied container keeps its folder). Azure: the service
+    says so (Get Container Properties, one request). Any other backend (memory): it holds
+    a key. When Azure cannot answer (a SAS scoped to the container may not read container
+    properties), the container is taken to exist: a listing that worked found it empty.
+    """
+    if isinstance(adapter, LocalFileAdapter):
+        return (adapter.root / container).is_dir()
+    azure = sys.modules.get("asyncblobdict.adapters.azure.adapter")  # loaded if in use
+    if azure is not None and isinstance(adapter, azure.AzureBlobAdapter):
+        return await _azure_container_exists(adapter, container)
+    async for _ in adapter.list_names(container):
+        return True
+    return False
+
+
+async def _azure_container_exists(adapter: Adapter, container: str) -> bool:
+    # The adapter contract has no container check; this is the adapter's own request path
+    # (retries, signing, redaction), on the container itself rather than a blob.
+    send = getattr(adapter, "_send_outcome", None)
+    if send is None:  # pragma: no cover - the adapter changed: fall back to "exists"
+        return True
+    outcome = await send(
+        "HEAD", container, None, action="container check", query=[("restype", "container")]
+    )
+    return getattr(outcome, "status", None) != 404
