@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import io
@@ -142,18 +143,93 @@ def test_bare_azure_option_is_expanded() -> None:
     ]
     assert _expand_bare_conn_options(["cp", "--to-azure", "--jobs", "2"])[1] == "--to-azure="
     assert _expand_bare_conn_options(["get", "--", "--azure"]) == ["get", "--", "--azure"]
+    # Before the command, a word that is no command is --azure's value (refused later as
+    # no connection string); after it, a word is the command's own argument.
+    assert _expand_bare_conn_options(["--azure", "garbage", "ls"]) == ["--azure", "garbage", "ls"]
+    assert _expand_bare_conn_options(["ls", "--azure", "runs/"]) == ["ls", "--azure=", "runs/"]
+    assert _expand_bare_conn_options(["--azure", "info", "k"]) == ["--azure=", "info", "k"]
+    # cp's arguments are store addresses: a word without ':' can only be the option's value.
+    assert _expand_bare_conn_options(["cp", "--to-azure", "bad", "a:b", "c:d"])[1] == "--to-azure"
+    assert _expand_bare_conn_options(["cp", "--to-azure", "a:b", "c:d"])[1] == "--to-azure="
+    # A container called "ls" is the value of --container, not the command.
+    assert _expand_bare_conn_options(["--container", "ls", "--azure", "x", "ls"]) == [
+        "--container",
+        "ls",
+        "--azure",
+        "x",
+        "ls",
+    ]
+
+
+def test_the_commands_the_option_reader_knows_are_the_parsers() -> None:
+    from asyncblobdict.cli import _COMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(_COMMANDS) == sorted(sub.choices)
 
 
 def test_bare_azure_option_reads_the_environment(
     cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A malformed connection string from the environment: the error proves it was read.
-    monkeypatch.setenv("AZURE_CONN_STR", "AccountName=x;AccountKey=c2VjcmV0c2VjcmV0c2VjcmV0")
+    monkeypatch.setenv("AZURE_CONN_STR", "AccountName=x;AccountKey=c2VjcmV0c2V*not-base64")
     monkeypatch.setenv("AZURE_CONTAINER", "demo")
     code, _, err = cli("--azure", "ls")
-    assert code in (1, 3), err
-    line = one_line_error(err)
-    assert "c2VjcmV0c2VjcmV0c2VjcmV0" not in line
+    assert code == 2, err
+    assert "$AZURE_CONN_STR is not an Azure connection string" in err
+    assert "the account key is not valid base64" in err
+    assert "c2VjcmV0c2V" not in err
+
+
+NOT_A_CONN = "notaconnectionstring42"
+PLACEHOLDER_CONN = (
+    "DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey=<key>;"
+    "EndpointSuffix=core.windows.net"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "words"),
+    [
+        (["--azure", NOT_A_CONN, "ls"], {}, "the value of --azure is not an Azure connection"),
+        ([f"--azure={NOT_A_CONN}", "ls"], {}, "the value of --azure is not an Azure connection"),
+        (
+            ["get", "k", "--azure", "AccountName=acct AccountKey=NotShownKey42"],
+            {},
+            "needs AccountKey or SharedAccessSignature",
+        ),
+        (["--azure", PLACEHOLDER_CONN, "ls"], {}, "the value of --azure is a placeholder"),
+        (["--azure", "ls"], {"AZURE_CONN_STR": PLACEHOLDER_CONN}, "$AZURE_CONN_STR is a placeh"),
+        (["--azure", "ls"], {"AZURE_CONN_STR": NOT_A_CONN}, "$AZURE_CONN_STR is not an Azure"),
+        (["--azure", "ls"], {"AZURE_CONN_STR": "  "}, "set AZURE_CONN_STR"),
+        (["cp", "local:a/b", "azure:c"], {"AZURE_CONN_STR": PLACEHOLDER_CONN}, "placeholder"),
+        (["cp", "local:a/b", "azure:c?env=MINE"], {"MINE": PLACEHOLDER_CONN}, "$MINE is a plac"),
+        (["cp", "local:a/b", "azure:c?env=MINE"], {"MINE": NOT_A_CONN}, "$MINE is not an Azure"),
+        (["cp", "--to-azure", NOT_A_CONN, "local:a/b", "azure:c"], {}, "--to-azure is not an"),
+        (["cp", "--to-azure", PLACEHOLDER_CONN, "local:a/b", "azure:c"], {}, "placeholder"),
+        (["cp", "--from-azure", NOT_A_CONN, "azure:c", "local:a/b"], {}, "--from-azure is not"),
+    ],
+)
+def test_a_connection_string_that_is_none_is_a_usage_error(
+    cli: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: dict[str, str],
+    words: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZURE_CONTAINER", "demo")
+    code, out, err = cli(*argv)
+    assert (code, out) == (2, ""), err
+    assert "usage:" in err and "invalid choice" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("asyncblobdict: error: ") and words in line, err
+    if "placeholder" in words:
+        assert "<...> parts" in line
+    for shown in (NOT_A_CONN, "NotShownKey42", "<account>", "<key>"):
+        assert shown not in err  # never repeated, not even a placeholder
 
 
 def test_parse_address() -> None:

@@ -187,6 +187,49 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+_COMMANDS = ("demo", "ls", "info", "get", "put", "rm", "cp")
+_VALUE_OPTIONS = ("--local", "--container", "--account-url", "--auth")  # before the command
+
+
+def _conn_option_values(argv: Sequence[str]) -> dict[int, str | None]:
+    """Where ``--azure``, ``--from-azure`` or ``--to-azure`` appear without ``=VALUE``, and
+    the value each takes from the next token (None: the option stands alone).
+
+    The next token is the value when it contains '=' (every connection string does), or
+    when it can be nothing else: before the command, a word that is no command; in ``cp``, a
+    word that is no store address (no ':'). So ``--azure garbage ls`` gives --azure the
+    value ``garbage``, refused later as no connection string (and never shown), rather
+    than a command argparse would quote. Otherwise (an option, a command, the command's
+    own argument, nothing) the option stands alone and reads $AZURE_CONN_STR.
+    """
+    found: dict[int, str | None] = {}
+    command: str | None = None
+    skip = False
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if skip:
+            skip = False
+            continue
+        if token in _CONN_OPTIONS:
+            nxt = argv[i + 1] if i + 1 < len(argv) else "-"
+            takes = not nxt.startswith("-") and ("=" in nxt or not _has_other_use(nxt, command))
+            found[i] = nxt if takes else None
+            skip = takes
+        elif token in _VALUE_OPTIONS:
+            skip = True
+        elif command is None and token in _COMMANDS:
+            command = token
+    return found
+
+
+def _has_other_use(word: str, command: str | None) -> bool:
+    """Whether ``word`` (no '=' in it) may be a command, or an argument of ``command``."""
+    if command is None:
+        return word in _COMMANDS
+    return command != "cp" or ":" in word  # cp's arguments are store addresses
+
+
 def _argv_secrets(argv: Sequence[str]) -> list[str]:
     """The values given to options that take a connection string, and their secret parts.
 
@@ -194,33 +237,24 @@ def _argv_secrets(argv: Sequence[str]) -> list[str]:
     a number) is still known to be a secret.
     """
     found: list[str] = []
+    values = _conn_option_values(argv)
     for i, token in enumerate(argv):
         if token == "--":
             break
         name, sep, value = token.partition("=")
-        if name not in _CONN_OPTIONS:
-            continue
-        if not sep:
-            # As in _expand_bare_conn_options: the next token is the option's value if it
-            # could be a connection string.
-            nxt = argv[i + 1] if i + 1 < len(argv) else ""
-            value = nxt if "=" in nxt and not nxt.startswith("-") else ""
-        found += secrets_of(value)
+        if sep and name in _CONN_OPTIONS:
+            found += secrets_of(value)
+        elif values.get(i):
+            found += secrets_of(values[i] or "")
     return found
 
 
 def _expand_bare_conn_options(argv: Sequence[str]) -> list[str]:
-    """Let ``--azure`` stand alone: a connection string always contains '='."""
-    out: list[str] = []
-    for i, token in enumerate(argv):
-        if token == "--":
-            out.extend(argv[i:])
-            break
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if token in _CONN_OPTIONS and (nxt is None or nxt.startswith("-") or "=" not in nxt):
-            token += "="
-        out.append(token)
-    return out
+    """Let ``--azure`` stand alone (as ``--azure=``) where it takes no value."""
+    values = _conn_option_values(argv)
+    return [
+        token + "=" if i in values and values[i] is None else token for i, token in enumerate(argv)
+    ]
 
 
 def _opt(args: argparse.Namespace, name: str) -> Any:
