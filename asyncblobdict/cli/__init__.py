@@ -65,7 +65,8 @@ cp addresses (as asyncblobdict.open_store reads them):
   azure:CONTAINER       account from --azure, --from-azure/--to-azure or ${AZURE_CONN_ENV}
   azure:CONTAINER?env=VARIABLE   account from $VARIABLE
 exit codes:
-  0 ok, 1 user error (missing key, bad key, bad JSON), 2 usage, 3 storage or auth failure
+  0 ok, 1 cannot be done (missing key, container or prefix; bad key; bad JSON),
+  2 usage (bad option, address or connection string), 3 storage or auth failure
 """
 
 

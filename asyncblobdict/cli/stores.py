@@ -119,8 +119,9 @@ def check_connection_string(conn: str, where: str) -> str:
     """
     if _PLACEHOLDER.search(conn):
         raise UsageError(
-            f"{where} is a placeholder, not a connection string: replace its <...> parts "
-            f"with your storage account's values ({_WHERE_TO_GET_ONE})"
+            f"{where} is a placeholder, not a connection string: fill in its <...> parts "
+            "from the storage account's Access keys in the Azure portal, or use "
+            "UseDevelopmentStorage=true for Azurite"
         )
     try:
         parse_connection_string(conn)
