@@ -245,8 +245,8 @@ def _argv_secrets(argv: Sequence[str]) -> list[str]:
         name, sep, value = token.partition("=")
         if sep and name in _CONN_OPTIONS:
             found += secrets_of(value)
-        elif values.get(i):
-            found += secrets_of(values[i] or "")
+        elif (given := values.get(i)) is not None:
+            found += secrets_of(given)
     return found
 
 
