@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from .adapters.azure import AzureBlobAdapter as AzureBlobAdapter
 
 # AzureBlobAdapter is public but left out of __all__: `from asyncblobdict import *` must not
-# import aiohttp (or fail when the extra is not installed).
+# import aiohttp (or fail when the extra is not installed), and __getattr__ below cannot make
+# a star import lazy, since it fetches every name of __all__ at once. docs/api.md says so.
 __all__ = [
     "Adapter",
     "AsyncBlobDictError",

@@ -12,6 +12,8 @@ local-to-azure-demo ls --long` shows them. The `asyncblobdict cp` command does t
 import asyncio
 import hashlib
 import os
+import re
+import sys
 import tempfile
 from datetime import datetime, timezone
 
@@ -19,6 +21,11 @@ from asyncblobdict import AsyncBlobStore, AzureBlobAdapter, LocalFileAdapter
 
 CONN_STR = os.environ.get("AZURE_CONN_STR", "UseDevelopmentStorage=true")
 CONTAINER = os.environ.get("AZURE_CONTAINER", "local-to-azure-demo")
+if re.search(r"<[^<>]+>", CONN_STR):  # as written in docs: AccountKey=<key>
+    sys.exit(
+        "AZURE_CONN_STR is a placeholder: fill in its <...> parts from the storage account's "
+        "Access keys in the Azure portal, or unset it to use Azurite (UseDevelopmentStorage=true)."
+    )
 
 
 async def copy_all(source: AsyncBlobStore, target: AsyncBlobStore, jobs: int = 8) -> None:

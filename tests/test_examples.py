@@ -40,8 +40,14 @@ def checkout_env() -> dict[str, str]:
 
 
 def run_example(
-    name: str, cwd: Path, env: dict[str, str] | None = None, folder: Path = EXAMPLES
+    name: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    folder: Path = EXAMPLES,
+    *,
+    ok: bool = True,
 ) -> subprocess.CompletedProcess[str]:
+    """Run an example; ``ok``: it must succeed (else it must fail)."""
     full_env = checkout_env()
     full_env.update(env or {})
     result = subprocess.run(
@@ -53,7 +59,7 @@ def run_example(
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    assert (result.returncode == 0) == ok, f"{name}:\n{result.stdout}\n{result.stderr}"
     return result
 
 
@@ -132,6 +138,51 @@ def test_update_json_contention(tmp_path: Path) -> None:
 def azurite_conn_str(azurite: Any) -> str:
     """Connection string of the session's Azurite (skips when it cannot run)."""
     return str(azurite.connection_string)
+
+
+PLACEHOLDER = (
+    "DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey=<key>;"
+    "EndpointSuffix=core.windows.net"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "message"),
+    [
+        (
+            "azure_quickstart.py",
+            {},
+            "Set AZURE_CONN_STR and AZURE_CONTAINER (in the environment or in a .env file)",
+        ),
+        ("azure_quickstart.py", {"AZURE_CONTAINER": "c"}, "Set AZURE_CONN_STR (in the"),
+        ("azure_quickstart.py", {"AZURE_CONN_STR": " ", "AZURE_CONTAINER": "c"}, "Set AZURE_CO"),
+        (
+            "azure_quickstart.py",
+            {"AZURE_CONN_STR": "UseDevelopmentStorage=true"},
+            "Set AZURE_CONTAINER (in the",
+        ),
+        (
+            "azure_quickstart.py",
+            {"AZURE_CONN_STR": PLACEHOLDER, "AZURE_CONTAINER": "c"},
+            "AZURE_CONN_STR is a placeholder: fill in its <...> parts",
+        ),
+        (
+            "local_to_azure.py",
+            {"AZURE_CONN_STR": PLACEHOLDER},
+            "AZURE_CONN_STR is a placeholder: fill in its <...> parts",
+        ),
+    ],
+)
+def test_azure_examples_say_what_to_set(
+    tmp_path: Path, name: str, env: dict[str, str], message: str
+) -> None:
+    # No Azure needed: the settings are checked before anything is sent.
+    result = run_example(name, tmp_path, env, ok=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    _leaves_nothing(tmp_path)
 
 
 @pytest.mark.azure

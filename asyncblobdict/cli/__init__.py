@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .._redact import redact
-from ..adapters.local import LocalFileAdapter
 from ..errors import (
     AsyncBlobDictError,
     BlobNotFoundError,
@@ -24,9 +23,9 @@ from ..errors import (
     SerializationError,
     StorageError,
 )
-from .commands import cmd_demo, cmd_get, cmd_ls, cmd_put, cmd_rm
+from .commands import cmd_demo, cmd_get, cmd_info, cmd_ls, cmd_put, cmd_rm
 from .copy import CopyStats, copy_keys
-from .output import echo, err, human_bytes
+from .output import echo, err, human_bytes, no_such_container, no_such_key
 from .progress import Progress
 from .stores import (
     AUTH_CHOICES,
@@ -34,6 +33,7 @@ from .stores import (
     StoreSpec,
     UsageError,
     UserError,
+    container_exists,
     open_adapter,
     parse_address,
     secrets_of,
@@ -65,7 +65,8 @@ cp addresses (as asyncblobdict.open_store reads them):
   azure:CONTAINER       account from --azure, --from-azure/--to-azure or ${AZURE_CONN_ENV}
   azure:CONTAINER?env=VARIABLE   account from $VARIABLE
 exit codes:
-  0 ok, 1 user error (missing key, bad key, bad JSON), 2 usage, 3 storage or auth failure
+  0 ok, 1 cannot be done (missing key, container or prefix; bad key; bad JSON),
+  2 usage (bad option, address or connection string), 3 storage or auth failure
 """
 
 
@@ -148,7 +149,15 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     ls = command("ls", "list keys, sorted")
     ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-    ls.add_argument("-l", "--long", action="store_true", help="size, last modified, ETag, key")
+    ls.add_argument(
+        "-l",
+        "--long",
+        action="store_true",
+        help="size, last modified, ETag, content type, metadata, key",
+    )
+
+    info = command("info", "size, last modified, ETag, content type, MD5 and metadata of KEY")
+    info.add_argument("key", metavar="KEY")
 
     get = command("get", "print a value: JSON pretty-printed, other bytes as they are")
     get.add_argument("key", metavar="KEY")
@@ -179,6 +188,49 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+_COMMANDS = ("demo", "ls", "info", "get", "put", "rm", "cp")
+_VALUE_OPTIONS = ("--local", "--container", "--account-url", "--auth")  # before the command
+
+
+def _conn_option_values(argv: Sequence[str]) -> dict[int, str | None]:
+    """Where ``--azure``, ``--from-azure`` or ``--to-azure`` appear without ``=VALUE``, and
+    the value each takes from the next token (None: the option stands alone).
+
+    The next token is the value when it contains '=' (every connection string does), or
+    when it can be nothing else: before the command, a word that is no command; in ``cp``, a
+    word that is no store address (no ':'). So ``--azure garbage ls`` gives --azure the
+    value ``garbage``, refused later as no connection string (and never shown), rather
+    than a command argparse would quote. Otherwise (an option, a command, the command's
+    own argument, nothing) the option stands alone and reads $AZURE_CONN_STR.
+    """
+    found: dict[int, str | None] = {}
+    command: str | None = None
+    skip = False
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if skip:
+            skip = False
+            continue
+        if token in _CONN_OPTIONS:
+            nxt = argv[i + 1] if i + 1 < len(argv) else "-"
+            takes = not nxt.startswith("-") and ("=" in nxt or not _has_other_use(nxt, command))
+            found[i] = nxt if takes else None
+            skip = takes
+        elif token in _VALUE_OPTIONS:
+            skip = True
+        elif command is None and token in _COMMANDS:
+            command = token
+    return found
+
+
+def _has_other_use(word: str, command: str | None) -> bool:
+    """Whether ``word`` (no '=' in it) may be a command, or an argument of ``command``."""
+    if command is None:
+        return word in _COMMANDS
+    return command != "cp" or ":" in word  # cp's arguments are store addresses
+
+
 def _argv_secrets(argv: Sequence[str]) -> list[str]:
     """The values given to options that take a connection string, and their secret parts.
 
@@ -186,33 +238,24 @@ def _argv_secrets(argv: Sequence[str]) -> list[str]:
     a number) is still known to be a secret.
     """
     found: list[str] = []
+    values = _conn_option_values(argv)
     for i, token in enumerate(argv):
         if token == "--":
             break
         name, sep, value = token.partition("=")
-        if name not in _CONN_OPTIONS:
-            continue
-        if not sep:
-            # As in _expand_bare_conn_options: the next token is the option's value if it
-            # could be a connection string.
-            nxt = argv[i + 1] if i + 1 < len(argv) else ""
-            value = nxt if "=" in nxt and not nxt.startswith("-") else ""
-        found += secrets_of(value)
+        if sep and name in _CONN_OPTIONS:
+            found += secrets_of(value)
+        elif (given := values.get(i)) is not None:
+            found += secrets_of(given)
     return found
 
 
 def _expand_bare_conn_options(argv: Sequence[str]) -> list[str]:
-    """Let ``--azure`` stand alone: a connection string always contains '='."""
-    out: list[str] = []
-    for i, token in enumerate(argv):
-        if token == "--":
-            out.extend(argv[i:])
-            break
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if token in _CONN_OPTIONS and (nxt is None or nxt.startswith("-") or "=" not in nxt):
-            token += "="
-        out.append(token)
-    return out
+    """Let ``--azure`` stand alone (as ``--azure=``) where it takes no value."""
+    values = _conn_option_values(argv)
+    return [
+        token + "=" if i in values and values[i] is None else token for i, token in enumerate(argv)
+    ]
 
 
 def _opt(args: argparse.Namespace, name: str) -> Any:
@@ -234,6 +277,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await cmd_demo(spec)
     if command == "ls":
         return await cmd_ls(spec, args.prefix, args.long)
+    if command == "info":
+        return await cmd_info(spec, args.key)
     if command == "get":
         return await cmd_get(spec, args.key, args.output, args.raw)
     if command == "put":
@@ -278,11 +323,11 @@ async def _run_cp(args: argparse.Namespace) -> int:
 
     src_adapter = open_adapter(src)
     try:
-        if (
-            isinstance(src_adapter, LocalFileAdapter)
-            and not (src_adapter.root / src.container).is_dir()
-        ):
-            raise UserError(f"source {src.describe()} does not exist")
+        check = getattr(src_adapter, "validate_container", None)
+        if callable(check):
+            check(src.container)
+        if not await container_exists(src_adapter, src.container):
+            raise UserError(no_such_container(src.container, src.describe()))
         dst_adapter = open_adapter(dst)
         try:
             for spec, adapter in ((src, src_adapter), (dst, dst_adapter)):
@@ -308,7 +353,7 @@ async def _run_cp(args: argparse.Namespace) -> int:
             await src_adapter.close()
     echo(_summary(stats, src, dst, args.dry_run))
     for key in stats.vanished:
-        err(f"{PROG}: warning: {key!r} was deleted from the source during the copy")
+        err(f"{PROG}: warning: {no_such_key(key, src.container)} any more: deleted during the copy")
     for key, reason in stats.failed:
         err(f"{PROG}: error: cannot copy {key!r}: {reason}")
     return EXIT_USER if stats.failed else EXIT_OK
@@ -347,8 +392,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, BlobNotFoundError):
-        return f"no such key {exc.key!r} in container {exc.container!r}"
+    if isinstance(exc, BlobNotFoundError) and exc.key is not None:
+        return no_such_key(exc.key, exc.container)
     if isinstance(exc, (UsageError, UserError, AsyncBlobDictError)):
         return str(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""

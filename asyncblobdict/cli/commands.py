@@ -6,6 +6,7 @@ import asyncio
 import json
 import pickle
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,11 +15,28 @@ from ..adapters.base import BlobInfo
 from ..errors import BlobNotFoundError, SerializationError
 from ..keys import validate_key, validate_prefix
 from ..modes import CacheMode, ConcurrencyMode
-from ..store import AsyncBlobStore
-from .output import echo, err, write_bytes
-from .stores import StoreSpec, UserError, open_adapter
+from ..store import JSON_CONTENT_TYPE, AsyncBlobStore
+from .output import (
+    echo,
+    err,
+    human_bytes,
+    no_key_starts_with,
+    no_such_container,
+    no_such_key,
+    write_bytes,
+)
+from .stores import StoreSpec, UserError, container_exists, open_adapter
 
-__all__ = ["cmd_demo", "cmd_get", "cmd_ls", "cmd_put", "cmd_rm", "store_of"]
+__all__ = [
+    "cmd_demo",
+    "cmd_get",
+    "cmd_info",
+    "cmd_ls",
+    "cmd_put",
+    "cmd_rm",
+    "info_lines",
+    "store_of",
+]
 
 
 def store_of(spec: StoreSpec, **options: object) -> AsyncBlobStore:
@@ -68,7 +86,7 @@ async def cmd_demo(spec: StoreSpec) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------ ls
+# ------------------------------------------------------------------------------ ls, info
 
 
 def _format_time(when: datetime | None) -> str:
@@ -79,34 +97,95 @@ def _format_time(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _compact_metadata(metadata: Mapping[str, str]) -> str:
+    """Metadata as one word of compact JSON (``{"owner":"ops"}``), ``-`` when there is none."""
+    if not metadata:
+        return "-"
+    return json.dumps(dict(sorted(metadata.items())), separators=(",", ":"))
+
+
 async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
-    """Print the keys starting with ``prefix``, sorted; ``long`` adds size, time and ETag."""
+    """Print the keys starting with ``prefix``, sorted; ``long`` adds what ``info`` shows.
+
+    Nothing to list is an error (exit 1) when the container does not exist, or when a prefix
+    was given and no key starts with it; an existing container without keys lists nothing.
+    """
     async with store_of(spec) as store:
         validate_prefix(prefix, spec.container)
         adapter = store.adapter
-        infos = sorted(
-            [info async for info in adapter.list(spec.container, prefix)], key=lambda i: i.key
-        )
+        keys = sorted([key async for key in adapter.list_names(spec.container, prefix)])
+        if not keys:
+            if not await container_exists(adapter, spec.container):
+                raise UserError(no_such_container(spec.container, spec.describe()))
+            if prefix:
+                raise UserError(no_key_starts_with(prefix, spec.container))
+            return 0
         if not long:
-            for info in infos:
-                echo(info.key)
+            for key in keys:
+                echo(key)
             return 0
         limit = asyncio.Semaphore(16)
 
-        async def details(info: BlobInfo) -> BlobInfo:
-            if info.etag is not None and info.last_modified is not None:
-                return info
+        async def details(key: str) -> BlobInfo | None:
             async with limit:
-                fuller = await adapter.head(spec.container, info.key)
-            return info if fuller is None else fuller
+                return await adapter.head(spec.container, key)
 
-        infos = list(await asyncio.gather(*(details(info) for info in infos)))
-        width = max((len(str(info.size)) for info in infos), default=1)
-        for info in infos:
-            echo(
-                f"{info.size:>{width}}  {_format_time(info.last_modified)}  "
-                f"{info.etag or '-'}  {info.key}"
-            )
+        # A key deleted since the listing is left out: it is no longer there to describe.
+        found = await asyncio.gather(*(details(key) for key in keys))
+        infos = [info for info in found if info is not None]
+    rows = [
+        [
+            str(info.size),
+            _format_time(info.last_modified),
+            info.etag or "-",
+            info.content_type or "-",
+            # Expiry, once values can have one, becomes a column here (before the key).
+            _compact_metadata(info.metadata),
+        ]
+        for info in infos
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    for info, row in zip(infos, rows, strict=True):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells[0] = row[0].rjust(widths[0])  # sizes line up on the right
+        echo("  ".join([*cells, info.key]))
+    return 0
+
+
+def info_lines(info: BlobInfo) -> list[str]:
+    """What ``info`` prints about one value: one ``label: value`` line per property."""
+    rows = [
+        ("key", info.key),
+        ("size", _size_text(info.size)),
+        ("last modified", f"{_format_time(info.last_modified)} UTC" if info.last_modified else "-"),
+        # Expiry goes here once values can have one: an "expires" row ("-" when none).
+        ("etag", info.etag or "-"),
+        ("content type", info.content_type or "-"),
+        ("content md5", info.content_md5.hex() if info.content_md5 is not None else "-"),
+    ]
+    names = sorted(info.metadata.items())
+    rows += [("metadata", f"{name}={value}") for name, value in names] or [("metadata", "-")]
+    width = max(len(label) for label, _ in rows) + 2
+    lines, previous = [], ""
+    for label, value in rows:
+        shown = "" if label == previous else f"{label}:"  # one "metadata:" for all names
+        lines.append(f"{shown:<{width}}{value}")
+        previous = label
+    return lines
+
+
+def _size_text(n: int) -> str:
+    return f"{n} bytes" if n < 1024 else f"{n} bytes ({human_bytes(n)})"
+
+
+async def cmd_info(spec: StoreSpec, key: str) -> int:
+    """Print the size, last modification, ETag, content type, MD5 and metadata of ``key``."""
+    async with store_of(spec) as store:
+        info = await store.info(key)
+    if info is None:
+        raise BlobNotFoundError("key not found", container=spec.container, key=key)
+    for line in info_lines(info):
+        echo(line)
     return 0
 
 
@@ -189,7 +268,8 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
     if as_json:
         data = _json_bytes(data, label)
     async with store_of(spec) as store:
-        await store.set_binary(key, data)
+        # As set_json would: JSON gets its content type, so info and other tools can tell.
+        await store.set_binary(key, data, content_type=JSON_CONTENT_TYPE if as_json else None)
     echo(f"put: {key} ({len(data)} bytes{', JSON' if as_json else ''})")
     return 0
 
@@ -211,5 +291,5 @@ async def cmd_rm(spec: StoreSpec, keys: list[str], force: bool) -> int:
             await store.delete(key)
             echo(f"deleted: {key}")
     for key in missing:
-        err(f"asyncblobdict: error: no such key {key!r} in {spec.describe()}")
+        err(f"asyncblobdict: error: {no_such_key(key, spec.container)}")
     return 1 if missing else 0

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["echo", "err", "human_bytes", "write_bytes"]
+__all__ = [
+    "echo",
+    "err",
+    "human_bytes",
+    "no_key_starts_with",
+    "no_such_container",
+    "no_such_key",
+    "write_bytes",
+]
 
 
 def echo(text: str = "") -> None:
@@ -35,3 +43,21 @@ def human_bytes(n: int) -> str:
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# The messages of things that are not there: every command words them the same way.
+
+
+def no_such_key(key: str, container: str | None) -> str:
+    """``no such key 'k' in container 'c'``: a missing key, whichever command looked for it."""
+    return f"no such key {key!r} in container {container!r}"
+
+
+def no_such_container(container: str, where: str) -> str:
+    """``no such container 'c' (local:./data/c)``; ``where`` is the store's label."""
+    return f"no such container {container!r} ({where})"
+
+
+def no_key_starts_with(prefix: str, container: str) -> str:
+    """``no key starts with 'p' in container 'c'``: a prefix that names nothing."""
+    return f"no key starts with {prefix!r} in container {container!r}"

@@ -7,13 +7,20 @@ module only maps the command line's options onto it.
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import sys
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from ..adapters.azure_connection import ConnectionStringError, account_label
+from ..adapters.azure_connection import (
+    ConnectionStringError,
+    account_label,
+    parse_connection_string,
+)
 from ..adapters.azure_connection import connection_string_secrets as secrets_of
 from ..adapters.base import Adapter
+from ..adapters.local import LocalFileAdapter
 from ..addresses import AZURE_CONN_ENV, StoreLocation, azure_location, local_location, locate
 from ..errors import InvalidKeyError
 
@@ -27,6 +34,8 @@ __all__ = [
     "UsageError",
     "UserError",
     "account_label",
+    "check_connection_string",
+    "container_exists",
     "open_adapter",
     "parse_address",
     "resolve_conn_str",
@@ -84,14 +93,43 @@ def resolve_conn_str(
 ) -> str:
     """``value``, or $AZURE_CONN_STR when it is None or empty (``--azure`` given alone)."""
     if value:
-        return value
+        return check_connection_string(value, f"the value of {who}")
     env = os.environ.get(AZURE_CONN_ENV, "")
-    if not env:
+    if not env.strip():
         raise UsageError(
             f"{who} needs an Azure connection string: {how} or set {AZURE_CONN_ENV} "
             "(use 'UseDevelopmentStorage=true' for Azurite)"
         )
-    return env
+    return check_connection_string(env, f"${AZURE_CONN_ENV}")
+
+
+# An angle-bracketed placeholder as documentation writes them: <key>, <account>, <your key>.
+_PLACEHOLDER = re.compile(r"<[A-Za-z][^<>;=]{0,60}>")
+_WHERE_TO_GET_ONE = (
+    "copy one from the storage account's Access keys in the Azure portal, or use "
+    "UseDevelopmentStorage=true for Azurite"
+)
+
+
+def check_connection_string(conn: str, where: str) -> str:
+    """``conn`` if it reads as an Azure connection string, else a UsageError saying why.
+
+    ``where`` names its origin (``--azure``, ``$AZURE_CONN_STR``); the message never repeats
+    any of it. A documentation placeholder (``AccountKey=<key>``) is called one.
+    """
+    if _PLACEHOLDER.search(conn):
+        raise UsageError(
+            f"{where} is a placeholder, not a connection string: fill in its <...> parts "
+            "from the storage account's Access keys in the Azure portal, or use "
+            "UseDevelopmentStorage=true for Azurite"
+        )
+    try:
+        parse_connection_string(conn)
+    except ConnectionStringError as exc:
+        raise UsageError(
+            f"{where} is not an Azure connection string: {exc} ({_WHERE_TO_GET_ONE})"
+        ) from None
+    return conn
 
 
 def _signed_in_location(container: str, account_url: str, auth: str | None) -> StoreLocation:
@@ -178,11 +216,19 @@ def parse_address(
     if conn_str and is_azure:  # --azure goes to azure: alone
         options["connection_string"] = conn_str
     try:
-        return StoreSpec(locate(text, **options))
+        spec = StoreSpec(locate(text, **options))
     except InvalidKeyError as exc:
         raise UsageError(str(exc)) from None
     except ConnectionStringError as exc:
         raise UsageError(f"{exc}; or pass {side_option} CONNSTR") from None
+    if is_azure:
+        if conn_str:
+            check_connection_string(conn_str, f"the value of {side_option}")
+        else:
+            # locate() accepted the address, so its query is at most env=VARIABLE.
+            variable = text.partition("?env=")[2] or AZURE_CONN_ENV
+            check_connection_string(os.environ.get(variable, ""), f"${variable}")
+    return spec
 
 
 def open_adapter(spec: StoreSpec) -> Adapter:
@@ -191,3 +237,33 @@ def open_adapter(spec: StoreSpec) -> Adapter:
         return spec.location.make_adapter()
     except ImportError as exc:
         raise UserError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+
+
+async def container_exists(adapter: Adapter, container: str) -> bool:
+    """Whether ``container`` exists, as cheaply as the backend can tell.
+
+    Local: its folder exists (an emptied container keeps its folder). Azure: the service
+    says so (Get Container Properties, one request). Any other backend (memory): it holds
+    a key. When Azure cannot answer (a SAS scoped to the container may not read container
+    properties), the container is taken to exist: a listing that worked found it empty.
+    """
+    if isinstance(adapter, LocalFileAdapter):
+        return (adapter.root / container).is_dir()
+    azure = sys.modules.get("asyncblobdict.adapters.azure.adapter")  # loaded if in use
+    if azure is not None and isinstance(adapter, azure.AzureBlobAdapter):
+        return await _azure_container_exists(adapter, container)
+    async for _ in adapter.list_names(container):
+        return True
+    return False
+
+
+async def _azure_container_exists(adapter: Adapter, container: str) -> bool:
+    # The adapter contract has no container check; this is the adapter's own request path
+    # (retries, signing, redaction), on the container itself rather than a blob.
+    send = getattr(adapter, "_send_outcome", None)
+    if send is None:  # pragma: no cover - the adapter changed: fall back to "exists"
+        return True
+    outcome = await send(
+        "HEAD", container, None, action="container check", query=[("restype", "container")]
+    )
+    return getattr(outcome, "status", None) != 404
