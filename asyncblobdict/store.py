@@ -124,6 +124,7 @@ FILE_CHUNK: Final = 4 * MiB
 """How much ``set_file`` reads from the file at a time."""
 PROGRESS_INTERVAL: Final = 0.1
 """Seconds between two calls of a progress callback, at least."""
+_clock = time.monotonic  # a seam for tests of the progress rate
 
 
 class _Progress:
@@ -141,7 +142,7 @@ class _Progress:
         self.done += count
         if self._fn is None:
             return
-        now = time.monotonic()
+        now = _clock()
         if self._last is None or now - self._last >= PROGRESS_INTERVAL:
             self._last = now
             self._fn(self.done, self.total)
@@ -150,7 +151,7 @@ class _Progress:
         """The final count, unless the last call already showed it."""
         if self._fn is None:
             return
-        now = time.monotonic()
+        now = _clock()
         if self._last is not None and now - self._last < PROGRESS_INTERVAL:
             # Rate first: wait is not an option here, so the end is shown only if allowed.
             return
