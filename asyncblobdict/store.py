@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
+import os
 import random
+import time
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from . import codec
 from ._tasks import gather_bounded
@@ -23,8 +35,11 @@ from .adapters.base import (
     BlobInfo,
     Create,
     Precondition,
+    StreamingAdapter,
     Update,
     check_delimiter,
+    check_range,
+    range_end,
     validate_content_type,
     validate_metadata,
 )
@@ -35,6 +50,7 @@ from .errors import (
     BlobNotFoundError,
     ConcurrencyError,
     SerializationError,
+    StorageError,
 )
 from .keys import validate_key, validate_prefix
 from .modes import CacheMode, ConcurrencyMode, SyncResult
@@ -92,6 +108,72 @@ def _ancestors(key: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
+Progress = Callable[[int, "int | None"], object]
+"""``progress(done_bytes, total_bytes_or_None)`` of a streaming call."""
+
+_Chunk: TypeAlias = "bytes | bytearray | memoryview"
+Chunks: TypeAlias = "AsyncIterable[_Chunk] | Iterable[_Chunk]"
+"""A stream of bytes-like chunks, as ``set_binary`` accepts it."""
+
+MiB: Final = 1024 * 1024
+CACHE_VALUE_MAX_BYTES: Final = 8 * MiB
+"""Values larger than this are never cached in memory (see ``cache_value_max_bytes``)."""
+STREAM_CHUNK: Final = MiB
+"""Default chunk size of ``iter_binary`` when the adapter does not choose one."""
+FILE_CHUNK: Final = 4 * MiB
+"""How much ``set_file`` reads from the file at a time."""
+PROGRESS_INTERVAL: Final = 0.1
+"""Seconds between two calls of a progress callback, at least."""
+_clock = time.monotonic  # a seam for tests of the progress rate
+
+
+class _Progress:
+    """Calls ``progress(done, total)`` at most every PROGRESS_INTERVAL, and once at the end."""
+
+    __slots__ = ("_fn", "_last", "done", "total")
+
+    def __init__(self, fn: Progress | None, total: int | None) -> None:
+        self._fn = fn
+        self.total = total
+        self.done = 0
+        self._last: float | None = None
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self._fn is None:
+            return
+        now = _clock()
+        if self._last is None or now - self._last >= PROGRESS_INTERVAL:
+            self._last = now
+            self._fn(self.done, self.total)
+
+    def end(self) -> None:
+        """The final count, unless the last call already showed it."""
+        if self._fn is None:
+            return
+        now = _clock()
+        if self._last is not None and now - self._last < PROGRESS_INTERVAL:
+            # Rate first: wait is not an option here, so the end is shown only if allowed.
+            return
+        self._last = now
+        self._fn(self.done, self.total)
+
+
+async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run a short blocking call in a thread; if cancelled, let it end before raising, so
+    the caller's cleanup (closing the file it uses) never races it."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+def _is_chunk(chunk: object) -> bool:
+    return isinstance(chunk, (bytes, bytearray, memoryview))
+
+
 class AsyncBlobStore:
     """A key-value store of JSON and binary values in one container of an adapter.
 
@@ -109,8 +191,14 @@ class AsyncBlobStore:
 
     Operations on one key are serialised in call order. A write whose caller is cancelled
     runs to its end in storage, and the store records its outcome, so its own writes never
-    look like someone else's.
+    look like someone else's (streamed writes excepted: cancelling one aborts it, see
+    :meth:`set_binary`).
+
+    Only values of at most ``cache_value_max_bytes`` (8 MiB; set it on the instance to
+    change it) are cached; larger ones are always read from storage.
     """
+
+    cache_value_max_bytes: int = CACHE_VALUE_MAX_BYTES
 
     def __init__(
         self,
@@ -193,9 +281,184 @@ class AsyncBlobStore:
         """
         return self._decode(key, await self._read(key))
 
-    async def get_binary(self, key: str) -> bytes:
-        """Return the stored bytes of ``key`` (for a JSON value, its UTF-8 JSON text)."""
-        return await self._read(key)
+    async def get_binary(
+        self,
+        key: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        progress: Progress | None = None,
+    ) -> bytes:
+        """Return the stored bytes of ``key`` (for a JSON value, its UTF-8 JSON text).
+
+        ``offset`` and ``length`` select a byte range (as ``data[offset:offset + length]``
+        would; ``length=None``: to the end), read from one version of the value.
+        """
+        check_range(offset, length)
+        if offset == 0 and length is None and progress is None:
+            return await self._read(key)
+        return b"".join(
+            [
+                c
+                async for c in self.iter_binary(
+                    key, offset=offset, length=length, progress=progress
+                )
+            ]
+        )
+
+    async def iter_binary(
+        self,
+        key: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        chunk_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Yield the stored bytes of ``key`` (or of a range of them) without holding them all.
+
+        Every byte comes from one version: if the value is overwritten during the read and
+        the backend cannot go on reading the old one, ConcurrencyError is raised, never a
+        mix of two versions. ``chunk_size`` bounds the chunks' size (default: the
+        adapter's own chunks, 1 MiB from a cached value). A whole-value read counts as a
+        read for ETAG mode; a range does not. Close the iterator (``aclose``, or leave an
+        ``async for``) when stopping early.
+        """
+        key = self._key(key)
+        check_range(offset, length)
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        whole = offset == 0 and length is None
+        data = self._hit(key)
+        chunks: AsyncIterator[bytes]
+        if data is not None:
+            total = range_end(len(data), offset, length) - min(offset, len(data))
+            chunks = _slices(data, offset, range_end(len(data), offset, length))
+        else:
+            table = self._table
+            state = await table.acquire(key)
+            try:
+                data = self._hit(key, held=True)
+                if data is not None:
+                    end = range_end(len(data), offset, length)
+                    total = max(0, end - offset)
+                    chunks = _slices(data, offset, end)
+                else:
+                    try:
+                        info, chunks = await self._open_read(key, offset, length)
+                    except BlobNotFoundError:
+                        if self._etags and whole:
+                            table.set_etag(state, ABSENT)
+                        raise
+                    if self._etags and whole:
+                        table.set_etag(state, info.etag)
+                    total = max(0, range_end(info.size, offset, length) - offset)
+            finally:
+                table.release(key, state)
+        report = _Progress(progress, total)
+        try:
+            async for chunk in chunks:
+                if chunk_size is None or len(chunk) <= chunk_size:
+                    report.add(len(chunk))
+                    yield chunk
+                    continue
+                view = memoryview(chunk)
+                for pos in range(0, len(chunk), chunk_size):
+                    piece = bytes(view[pos : pos + chunk_size])
+                    report.add(len(piece))
+                    yield piece
+            report.end()
+        finally:
+            await _close_iterator(chunks)
+
+    async def _open_read(
+        self, key: str, offset: int, length: int | None
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        adapter = self.adapter
+        if isinstance(adapter, StreamingAdapter):
+            return await adapter.open_read(self.container_name, key, offset=offset, length=length)
+        data, info = await adapter.get(self.container_name, key)  # not streaming: whole
+        return info, _slices(data, offset, range_end(len(data), offset, length))
+
+    async def get_file(
+        self, key: str, path: str | os.PathLike[str], *, progress: Progress | None = None
+    ) -> None:
+        """Write the value of ``key`` to the file ``path``, streaming.
+
+        The bytes go to a temp file beside ``path`` (fsynced), which then replaces ``path``:
+        ``path`` holds its old content or the whole value, never a part. On any failure or
+        cancellation the temp file is removed and ``path`` is untouched.
+        """
+        target = Path(os.fspath(path))
+        tmp = target.with_name(f".{target.name}.abd-part-{os.urandom(6).hex()}")
+        chunks = self.iter_binary(key, progress=progress)
+        fd: int | None = None
+        try:
+            fd = await _in_thread(
+                os.open, str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+            )
+            async for chunk in chunks:
+                await _in_thread(_write_all, fd, chunk)
+            await _in_thread(os.fsync, fd)
+            os.close(fd)
+            fd = None
+            await _in_thread(os.replace, tmp, target)
+        except OSError as exc:
+            raise StorageError(
+                f"get_file could not write {str(target)!r}: {exc.strerror or exc}",
+                container=self.container_name,
+                key=key,
+            ) from None
+        finally:
+            await _close_iterator(chunks)
+            if fd is not None:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    async def set_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Store the content of the file ``path`` as the value of ``key``, streaming.
+
+        Atomic like :meth:`set_binary`: readers see the old value or the whole file. A file
+        whose size changes while it is read raises StorageError and stores nothing.
+        """
+        source = os.fspath(path)
+        try:
+            fd = await _in_thread(os.open, source, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StorageError(
+                f"set_file could not open {source!r}: {exc.strerror or exc}",
+                container=self.container_name,
+                key=key,
+            ) from None
+        try:
+            size = os.fstat(fd).st_size
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    chunk = await _in_thread(os.read, fd, FILE_CHUNK)
+                    if not chunk:
+                        return
+                    yield chunk
+
+            await self.set_binary(
+                key,
+                chunks(),
+                content_type=content_type,
+                metadata=metadata,
+                size=size,
+                progress=progress,
+            )
+        finally:
+            os.close(fd)
 
     async def exists(self, key: str) -> bool:
         """Return whether ``key`` exists (pending write-back changes count).
@@ -339,7 +602,7 @@ class AsyncBlobStore:
                 raise
             if self._etags:
                 table.set_etag(state, info.etag)
-            if self._caching:
+            if self._caching and len(data) <= self.cache_value_max_bytes:
                 table.set_data(state, data)
             return data
         finally:
@@ -367,17 +630,34 @@ class AsyncBlobStore:
     async def set_binary(
         self,
         key: str,
-        data: bytes | bytearray | memoryview,
+        data: bytes | bytearray | memoryview | Chunks,
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        """Store ``data`` as given, with an optional content type and metadata."""
+        """Store ``data`` as given, with an optional content type and metadata.
+
+        ``data`` is bytes-like, or an async iterable or iterable of bytes-like chunks: a
+        stream, consumed once, holding a bounded number of chunks (a sync iterable is
+        iterated on the event loop; wrap a blocking source in an async one). A stream is
+        stored atomically (readers see the old value or the whole new one) under the
+        store's concurrency mode; if it raises, or the call is cancelled, nothing is stored
+        (the stream's exception propagates). ``size``, if given, is the stream's expected
+        length (another length raises StorageError and stores nothing). A streamed value is
+        never cached; in WRITE_BACK mode it is written through at once, replacing any
+        pending change of the key.
+        """
         key = self._key(key)
         extra = _extra(content_type, metadata)
         if not isinstance(data, (bytes, bytearray, memoryview)):
+            if isinstance(data, (AsyncIterable, Iterable)) and not isinstance(data, str):
+                await self._write_stream(key, data, extra, size, progress)  # type: ignore[arg-type]
+                return
             raise SerializationError(
-                f"set_binary needs bytes, bytearray or memoryview, not {type(data).__name__}",
+                "set_binary needs bytes, bytearray, memoryview or an iterable of them, "
+                f"not {type(data).__name__}",
                 container=self.container_name,
                 key=key,
             )
@@ -387,7 +667,112 @@ class AsyncBlobStore:
             raise SerializationError(
                 f"set_binary cannot read the data: {exc}", container=self.container_name, key=key
             ) from None
+        if size is not None and size != len(raw):
+            raise StorageError(
+                f"set_binary got {len(raw)} bytes, not the {size} announced",
+                container=self.container_name,
+                key=key,
+            )
         await self._write(key, raw, extra)
+        if progress is not None:
+            progress(len(raw), len(raw))
+
+    async def _write_stream(
+        self,
+        key: str,
+        data: Chunks,
+        extra: _Extra,
+        size: int | None,
+        progress: Progress | None,
+    ) -> None:
+        """Stream ``data`` to storage under the key's lock and the store's condition."""
+        report = _Progress(progress, size)
+        chunks = self._checked_chunks(key, data, report)
+        table = self._table
+        state = await table.acquire(key)
+        try:
+            try:
+                etag = await self._put_stream(key, chunks, self._condition(state), extra, size)
+            except BaseException:
+                if not state.pending:  # what storage holds is not known here any more
+                    table.set_data(state, None)
+                raise
+            report.end()
+            if self._etags:
+                table.set_etag(state, etag)
+            if state.pending:  # superseded by the value just stored
+                table.mark_stored(key, state, state.version)
+            table.set_data(state, None)
+        finally:
+            await _close_iterator(chunks)
+            table.release(key, state)
+
+    async def _checked_chunks(
+        self, key: str, data: Chunks, report: _Progress
+    ) -> AsyncIterator[bytes | bytearray | memoryview]:
+        """The caller's chunks, each checked to be bytes-like, counted for ``progress``."""
+        source: AsyncIterator[Any] | None = None
+        if isinstance(data, AsyncIterable):
+            source = aiter(data)
+        try:
+            if source is not None:
+                async for chunk in source:
+                    yield self._chunk(key, chunk, report)
+            else:
+                assert isinstance(data, Iterable)
+                for chunk in data:
+                    yield self._chunk(key, chunk, report)
+        finally:
+            if source is not None:
+                await _close_iterator(source)
+
+    def _chunk(self, key: str, chunk: object, report: _Progress) -> bytes | bytearray | memoryview:
+        if not _is_chunk(chunk):
+            raise SerializationError(
+                f"set_binary got a chunk of type {type(chunk).__name__}; chunks must be "
+                "bytes, bytearray or memoryview",
+                container=self.container_name,
+                key=key,
+            )
+        assert isinstance(chunk, (bytes, bytearray, memoryview))
+        report.add(len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes)
+        return chunk
+
+    async def _put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes | bytearray | memoryview],
+        condition: Precondition,
+        extra: _Extra,
+        size: int | None,
+    ) -> str:
+        content_type, metadata = extra
+        adapter = self.adapter
+        if isinstance(adapter, StreamingAdapter):
+            return await adapter.put_stream(
+                self.container_name,
+                key,
+                chunks,
+                condition=condition,
+                content_type=content_type,
+                metadata=metadata,
+                size=size,
+            )
+        data = b"".join([bytes(chunk) async for chunk in chunks])  # not streaming: whole
+        if size is not None and size != len(data):
+            raise StorageError(
+                f"the stream gave {len(data)} bytes, not the {size} announced",
+                container=self.container_name,
+                key=key,
+            )
+        return await adapter.put(
+            self.container_name,
+            key,
+            data,
+            condition=condition,
+            content_type=content_type,
+            metadata=metadata,
+        )
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; a missing key is a no-op.
@@ -563,7 +948,7 @@ class AsyncBlobStore:
         if state.pending:
             table.mark_stored(key, state, version)
         elif self._caching:
-            table.set_data(state, data)
+            table.set_data(state, data if len(data) <= self.cache_value_max_bytes else None)
 
     async def _delete_stored(self, key: str, state: KeyState, *, overwrite: bool) -> None:
         table = self._table
@@ -870,6 +1255,19 @@ class AsyncBlobStore:
     def _check_open(self) -> None:
         if self._closed:
             raise AsyncBlobDictError("the store is closed", container=self.container_name)
+
+
+async def _slices(data: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+    """``data[start:end]`` in STREAM_CHUNK pieces."""
+    view = memoryview(data)
+    for pos in range(start, end, STREAM_CHUNK):
+        yield bytes(view[pos : min(end, pos + STREAM_CHUNK)])
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 async def _call(fn: Callable[[Any], Any], value: Any) -> Any:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
@@ -25,7 +26,7 @@ from typing import Any, Final, TypeVar, cast
 from .adapters.base import Adapter, BlobInfo
 from .errors import AsyncBlobDictError
 from .modes import CacheMode, ConcurrencyMode, SyncResult
-from .store import _NO_DEFAULT, AsyncBlobStore, EtagBehavior
+from .store import _NO_DEFAULT, AsyncBlobStore, Chunks, EtagBehavior, Progress
 
 __all__ = ["BlobStore"]
 
@@ -76,6 +77,13 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
 async def _open(make_store: Callable[[], AsyncBlobStore]) -> AsyncBlobStore:
     # Created on the store's own loop, so whatever it binds to a loop binds to that one.
     return make_store()
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
 
 
 async def _take(names: AsyncIterator[str], count: int) -> list[str]:
@@ -245,9 +253,65 @@ class BlobStore:
         """The decoded JSON value of ``key`` (BlobNotFoundError if missing)."""
         return self._run(self._store.get_json(key))
 
-    def get_binary(self, key: str) -> bytes:
-        """The stored bytes of ``key`` (for a JSON value, its UTF-8 JSON text)."""
-        return self._run(self._store.get_binary(key))
+    def get_binary(
+        self,
+        key: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        progress: Progress | None = None,
+    ) -> bytes:
+        """The stored bytes of ``key`` (for a JSON value, its UTF-8 JSON text), or a range."""
+        return self._run(
+            self._store.get_binary(key, offset=offset, length=length, progress=progress)
+        )
+
+    def iter_binary(
+        self,
+        key: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        chunk_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[bytes]:
+        """Yield the stored bytes (or a range) chunk by chunk, from one version."""
+        chunks = self._store.iter_binary(
+            key, offset=offset, length=length, chunk_size=chunk_size, progress=progress
+        )
+        finished = False
+        try:
+            while True:
+                batch = self._run(_next_chunk(chunks))
+                if batch is None:
+                    finished = True
+                    return
+                yield batch
+        finally:
+            if not finished:
+                self._end_listing(chunks)
+
+    def get_file(
+        self, key: str, path: str | os.PathLike[str], *, progress: Progress | None = None
+    ) -> None:
+        """Stream the value into the file ``path`` (atomic on ``path``)."""
+        self._run(self._store.get_file(key, path, progress=progress))
+
+    def set_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Stream the file ``path`` in as the value of ``key``."""
+        self._run(
+            self._store.set_file(
+                key, path, content_type=content_type, metadata=metadata, progress=progress
+            )
+        )
 
     def set_json(
         self,
@@ -263,13 +327,25 @@ class BlobStore:
     def set_binary(
         self,
         key: str,
-        data: bytes | bytearray | memoryview,
+        data: bytes | bytearray | memoryview | Chunks,
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        """Store ``data`` as given."""
-        self._run(self._store.set_binary(key, data, content_type=content_type, metadata=metadata))
+        """Store ``data`` as given, or stream an iterable of bytes-like chunks (iterated in
+        the store's thread)."""
+        self._run(
+            self._store.set_binary(
+                key,
+                data,
+                content_type=content_type,
+                metadata=metadata,
+                size=size,
+                progress=progress,
+            )
+        )
 
     def delete(self, key: str) -> None:
         """Delete ``key``; a missing key is a no-op."""
@@ -306,7 +382,7 @@ class BlobStore:
             if not finished:
                 self._end_listing(names)
 
-    def _end_listing(self, names: AsyncIterator[str]) -> None:
+    def _end_listing(self, names: AsyncIterator[Any]) -> None:
         aclose = getattr(names, "aclose", None)
         if aclose is None or self._closed:
             return  # a closed store's loop has closed its listings already

@@ -31,13 +31,21 @@ import inspect
 import os
 import unittest
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
-from .adapters.base import CREATE, OVERWRITE, Adapter, BlobInfo, Precondition, Update
+from .adapters.base import (
+    CREATE,
+    OVERWRITE,
+    Adapter,
+    BlobInfo,
+    Precondition,
+    StreamingAdapter,
+    Update,
+)
 from .errors import (
     AsyncBlobDictError,
     BlobNotFoundError,
@@ -989,6 +997,177 @@ async def close_twice(ctx: Context) -> None:
     unused: Adapter = await made if inspect.isawaitable(made) else made
     await unused.close()
     await unused.close()
+
+
+# ------------------------------------------------------------------------ streaming
+
+
+def _streaming(ctx: Context) -> StreamingAdapter:
+    if not isinstance(ctx.adapter, StreamingAdapter):
+        raise unittest.SkipTest("the adapter does not stream (no open_read/put_stream)")
+    return ctx.adapter
+
+
+class _SourceFailed(Exception):
+    """Raised by a check's own stream; put_stream must let it through unchanged."""
+
+
+async def _stream(parts: Iterable[bytes | bytearray | memoryview]) -> AsyncIterator[Any]:
+    for part in parts:
+        await asyncio.sleep(0)
+        yield part
+
+
+async def _read_stream(
+    ctx: Context, key: str, offset: int = 0, length: int | None = None
+) -> tuple[bytes, BlobInfo]:
+    adapter = _streaming(ctx)
+    result = await adapter.open_read(ctx.container, key, offset=offset, length=length)
+    if not isinstance(result, tuple) or len(result) != 2:
+        _fail(f"open_read({key!r}) must return (BlobInfo, async iterator), got {result!r}")
+    info, chunks = result
+    info = _check_info(info, key, f"open_read({key!r})")
+    parts = []
+    async for chunk in chunks:
+        if type(chunk) is not bytes:
+            _fail(f"open_read({key!r}) must yield bytes, got {type(chunk).__name__}")
+        parts.append(chunk)
+    return b"".join(parts), info
+
+
+@_check(
+    "put_stream stores the chunks whole, with content type and metadata; open_read "
+    "reads them back, whole and as ranges"
+)
+async def stream_round_trip(ctx: Context) -> None:
+    adapter = _streaming(ctx)
+    data = os.urandom(ctx.options.large_size)
+    cut = len(data) // 3
+    parts: list[bytes | bytearray | memoryview] = [
+        data[:cut],
+        b"",
+        bytearray(data[cut : 2 * cut]),
+        memoryview(data[2 * cut :]),
+    ]
+    etag = await adapter.put_stream(
+        ctx.container,
+        "streamed",
+        _stream(parts),
+        content_type="application/x-stream",
+        metadata={"Kind": "stream"},
+        size=len(data),
+    )
+    if not isinstance(etag, str) or not etag:
+        _fail(f"put_stream must return the new ETag (a non-empty str), got {etag!r}")
+    got, info = await _get(ctx, "streamed")
+    _same_bytes(got, data, "get after put_stream")
+    _equal(info.etag, etag, "get().etag (the ETag put_stream returned)")
+    head = await _head(ctx, "streamed")
+    assert head is not None
+    _equal(head.content_type, "application/x-stream", "head.content_type after put_stream")
+    _equal(dict(head.metadata), {"kind": "stream"}, "head.metadata after put_stream")
+    whole, info = await _read_stream(ctx, "streamed")
+    _same_bytes(whole, data, "open_read of the whole value")
+    _equal(info.etag, etag, "open_read: BlobInfo.etag")
+    _equal(info.size, len(data), "open_read: BlobInfo.size (the whole value's)")
+    for offset, length in [
+        (1, 10),
+        (cut - 5, cut + 10),
+        (len(data) - 3, None),
+        (7, 0),
+        (len(data), None),
+        (len(data) + 10, 5),
+        (0, len(data) + 99),
+    ]:
+        end = None if length is None else offset + length
+        part, _ = await _read_stream(ctx, "streamed", offset, length)
+        _same_bytes(part, data[offset:end], f"open_read(offset={offset}, length={length})")
+    await adapter.put_stream(ctx.container, "empty", _stream([]))
+    empty, info = await _read_stream(ctx, "empty")
+    _equal((empty, info.size), (b"", 0), "open_read of an empty value streamed in")
+    await _raises(
+        BlobNotFoundError, "open_read of a missing key", adapter.open_read(ctx.container, "missing")
+    )
+
+
+@_check(
+    "a put_stream whose stream raises, or gives another size than announced, stores "
+    "nothing; the stream's exception comes through unchanged"
+)
+async def stream_failure_stores_nothing(ctx: Context) -> None:
+    adapter = _streaming(ctx)
+    etag = await _put(ctx, "kept", b"the old value")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"x" * 100_000
+        await asyncio.sleep(0)
+        yield b"y" * 100_000
+        raise _SourceFailed("the source broke")
+
+    for key in ("kept", "new"):
+        try:
+            await adapter.put_stream(ctx.container, key, failing())
+        except _SourceFailed:
+            pass
+        except Exception as exc:
+            _fail(
+                f"put_stream of a failing stream raised {type(exc).__name__}: {exc}, "
+                "not the stream's own exception"
+            )
+        else:
+            _fail("put_stream of a failing stream returned")
+    data, info = await _get(ctx, "kept")
+    _same_bytes(data, b"the old value", "value after a failed put_stream over it")
+    _equal(info.etag, etag, "ETag after a failed put_stream over the key")
+    _equal(await _head(ctx, "new"), None, "head of a key whose only put_stream failed")
+    await _raises(
+        StorageError,
+        "put_stream of 10 bytes announced as 11",
+        adapter.put_stream(ctx.container, "sized", _stream([b"0123456789"]), size=11),
+    )
+    _equal(await _head(ctx, "sized"), None, "head of a key whose put_stream had a wrong size")
+
+
+@_check("put_stream honours CREATE and Update(etag) like put")
+async def stream_conditions(ctx: Context) -> None:
+    adapter = _streaming(ctx)
+    etag = await adapter.put_stream(ctx.container, "c", _stream([b"one"]), condition=CREATE)
+    await _raises(
+        ConcurrencyError,
+        "put_stream CREATE of an existing key",
+        adapter.put_stream(ctx.container, "c", _stream([b"two"]), condition=CREATE),
+    )
+    new = await adapter.put_stream(ctx.container, "c", _stream([b"three"]), condition=Update(etag))
+    await _raises(
+        ConcurrencyError,
+        "put_stream Update(stale ETag)",
+        adapter.put_stream(ctx.container, "c", _stream([b"four"]), condition=Update(etag)),
+    )
+    data, info = await _get(ctx, "c")
+    _same_bytes(data, b"three", "value after conditional put_streams")
+    _equal(info.etag, new, "ETag after conditional put_streams")
+
+
+@_check(
+    "open_read yields one version: an overwrite during the read gives the old bytes "
+    "or ConcurrencyError, never a mix"
+)
+async def stream_read_one_version(ctx: Context) -> None:
+    adapter = _streaming(ctx)
+    old = os.urandom(ctx.options.large_size)
+    await _put(ctx, "v", old)
+    _, chunks = await adapter.open_read(ctx.container, "v")
+    parts: list[bytes] = []
+    try:
+        async for chunk in chunks:
+            if not parts:
+                await _put(ctx, "v", os.urandom(len(old)))
+            parts.append(chunk)
+    except ConcurrencyError:
+        got = b"".join(parts)
+        _same_bytes(got, old[: len(got)], "bytes yielded before ConcurrencyError")
+        return
+    _same_bytes(b"".join(parts), old, "open_read across an overwrite")
 
 
 CHECKS: tuple[Check, ...] = tuple(_REGISTRY)

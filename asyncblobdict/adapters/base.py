@@ -34,6 +34,25 @@ The contract, written once (``asyncblobdict.testing`` checks every rule of it):
     ``list``. With ``delimiter="/"`` only one level: keys directly below ``prefix``, and
     each deeper folder once, as its prefix ending in ``/`` (``"a/"`` for the keys ``a/b``
     and ``a/c``). The store sorts what it lists; an adapter documents its own order.
+``async open_read(container, key, *, offset=0, length=None) -> (BlobInfo, AsyncIterator[bytes])``
+    *Streaming (optional; see* :class:`StreamingAdapter` *).* Open one stored version and
+    return what is known of it (``info.size`` is the whole value's size, ``info.etag`` its
+    ETag) with an iterator of the bytes ``[offset, offset + length)`` of exactly that
+    version (clipped to its size; ``length=None``: to the end), in order, in chunks of the
+    adapter's choosing, never holding the value in memory. Missing key: BlobNotFoundError
+    from ``open_read`` itself. The version never changes under the iterator: if it is
+    replaced and the adapter can no longer read it, the iterator raises ConcurrencyError,
+    never yields bytes of another version. The caller closes the iterator (``aclose``) when
+    it stops early; resources are held until then.
+``async put_stream(container, key, chunks, *, condition, content_type, metadata, size=None)``
+    *Streaming (optional).* As ``put`` (same defaults; returns the new ETag), with the
+    value given as an async iterable of bytes-like chunks, consumed once, in order, holding
+    a bounded number of them. ``size``, when given, is the expected total (a stream of
+    another length raises StorageError and stores nothing). Atomic like ``put``: readers
+    see the old value until the whole new one is stored. If the stream raises, or the call
+    is cancelled, nothing is stored and no partial value or temp data is left visible; the
+    stream's own exception propagates unchanged. The condition is checked when the value is
+    committed (and may be checked earlier too).
 ``async close() -> None``
     Release sessions and threads. Safe to call twice. Whether a closed adapter may be used
     again is the adapter's to document (memory and local: yes; Azure: no, close is final).
@@ -43,12 +62,16 @@ without case (stored in lower case); values are printable ASCII. Use
 :func:`validate_metadata` before writing. Any other failure is a StorageError (or
 AuthenticationError); no OSError or client exception escapes.
 :class:`~asyncblobdict.adapters.memory.MemoryAdapter` is the reference implementation.
+
+The two streaming operations are optional: an adapter that has both is a
+:class:`StreamingAdapter` (memory, local and Azure are). For one that has not, the store
+falls back to ``get`` and ``put`` and so holds the whole value in memory.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
@@ -64,9 +87,12 @@ __all__ = [
     "Create",
     "Overwrite",
     "Precondition",
+    "StreamingAdapter",
     "Update",
     "check_condition",
     "check_delimiter",
+    "check_range",
+    "range_end",
     "fold_levels",
     "validate_content_type",
     "validate_metadata",
@@ -219,6 +245,46 @@ class Adapter(Protocol):
     async def close(self) -> None:
         """Release resources; safe to call more than once."""
         ...
+
+
+@runtime_checkable
+class StreamingAdapter(Adapter, Protocol):
+    """An adapter that also streams values (see the module docstring)."""
+
+    async def open_read(
+        self, container: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """Open one version; return its BlobInfo and an iterator of the requested bytes."""
+        ...
+
+    async def put_stream(
+        self,
+        container: str,
+        key: str,
+        chunks: AsyncIterable[bytes | bytearray | memoryview],
+        *,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> str:
+        """Store the chunks' bytes atomically under ``condition``; return the new ETag."""
+        ...
+
+
+def check_range(offset: int, length: int | None) -> None:
+    """Raise ValueError unless ``offset >= 0`` and ``length`` is None or ``>= 0``."""
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"offset must be an int >= 0, not {offset!r}")
+    if length is not None and (
+        not isinstance(length, int) or isinstance(length, bool) or length < 0
+    ):
+        raise ValueError(f"length must be None or an int >= 0, not {length!r}")
+
+
+def range_end(size: int, offset: int, length: int | None) -> int:
+    """The end (exclusive) of ``[offset, offset + length)`` clipped to ``size``."""
+    return size if length is None else min(size, offset + length)
 
 
 def check_delimiter(delimiter: str | None) -> None:

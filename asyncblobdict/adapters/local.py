@@ -71,6 +71,7 @@ left by a delete (or by a failed conditional write) are removed (the container f
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import logging
@@ -79,12 +80,12 @@ import re
 import stat
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ..errors import (
     AsyncBlobDictError,
@@ -104,6 +105,8 @@ from .base import (
     Update,
     check_condition,
     check_delimiter,
+    check_range,
+    range_end,
     validate_content_type,
     validate_metadata,
 )
@@ -144,6 +147,8 @@ _META_RE = re.compile(r"\..*\.abd-meta-[0-9a-f]{16}-[0-9a-f]{16}\Z", re.DOTALL)
 _META_TAIL = len(_META_MARK) + 33  # ".abd-meta-" + 16 hex + "-" + 16 hex
 _SHORT_NAME_BYTES = 200  # room for a marker within the 255-byte name limit
 _HASH_CHUNK = 1 << 20
+READ_CHUNK = 1 << 20
+"""Bytes per ``pread`` of ``open_read``."""
 _MAX_RECORD_BYTES = 64 * 1024
 _RECORD_TAG = "abd1"
 # Opening a key again because the version opened was replaced before its sidecar was read.
@@ -272,6 +277,27 @@ class _Found:
             record.content_type if record is not None else None,
             dict(record.metadata) if record is not None else {},
         )
+
+
+@dataclass(slots=True)
+class _TempWrite:
+    """A write in progress: the key's folder walk, its temp file and how far it got."""
+
+    fds: _Fds
+    name: str
+    tmp: str
+    fd: int | None
+    sidecar: str | None = None
+    placed: bool = False
+
+
+def _write_hash(fd: int, md5: Any, chunk: bytes | bytearray | memoryview) -> int:
+    """Append ``chunk`` to the temp file and to the running MD5; return its length."""
+    view = memoryview(chunk).cast("B")
+    md5.update(view)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(memoryview(chunk).cast("B"))
 
 
 def _etag_of(digest: bytes) -> str:
@@ -528,6 +554,160 @@ class LocalFileAdapter:
             self._put_sync, container, key, data, condition, content_type, meta
         )
 
+    async def open_read(
+        self, container: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """Open the stored version once; its bytes come as ``pread`` calls on that one
+        descriptor, so a later replace (a new file) never shows through."""
+        check_range(offset, length)
+        if self._check(container, key) is not None:
+            raise BlobNotFoundError("key not found", container=container, key=key)
+        job = self._io.run(self._open_sync, container, key)
+        try:
+            opened = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            if not job.cancelled() and job.exception() is None:
+                result = job.result()
+                if result is not None:
+                    os.close(result[0])
+            raise
+        if opened is None:
+            raise BlobNotFoundError("key not found", container=container, key=key)
+        fd, st, found = opened
+        end = range_end(found.size, offset, length)
+        return found.info(key), self._preads(fd, st, container, key, offset, end)
+
+    async def _preads(
+        self, fd: int, st: os.stat_result, container: str, key: str, start: int, end: int
+    ) -> AsyncIterator[bytes]:
+        try:
+            pos = start
+            while pos < end:
+                chunk = await self._settled(os.pread, fd, min(READ_CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                yield chunk
+            after = await self._settled(os.fstat, fd)
+            if pos < end or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise ConcurrencyError(
+                    "the file was changed in place by another program during the read",
+                    container=container,
+                    key=key,
+                )
+        except OSError as exc:
+            raise self._os_error(exc, "read", container, key) from None
+        finally:
+            os.close(fd)
+
+    async def _settled(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` in the I/O threads; if cancelled, wait for it to end before raising,
+        so the caller's cleanup (closing the fd it uses) never races it."""
+        job = self._io.run(fn, *args)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            raise
+
+    async def put_stream(
+        self,
+        container: str,
+        key: str,
+        chunks: AsyncIterable[bytes | bytearray | memoryview],
+        *,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> str:
+        """Stream the chunks into a temp file (hashing as they go), then place it as ``put``
+        does. A failing stream, a wrong ``size`` or cancellation removes the temp file."""
+        problem = self._check(container, key)
+        if problem is not None:
+            raise InvalidKeyError(problem, container=container, key=key)
+        _check_precondition(condition)
+        content_type = validate_content_type(content_type)
+        meta = validate_metadata(metadata)
+        tw = await self._settled(self._start_write, container, key)
+        try:
+            md5 = hashlib.md5(usedforsecurity=False)
+            total = 0
+            try:
+                async for chunk in chunks:
+                    if len(chunk):
+                        assert tw.fd is not None
+                        total += await self._settled(_write_hash, tw.fd, md5, chunk)
+            except OSError as exc:
+                raise self._os_error(exc, "write", container, key) from None
+            if size is not None and size != total:
+                raise StorageError(
+                    f"the stream gave {total} bytes, not the {size} announced",
+                    container=container,
+                    key=key,
+                )
+            digest = md5.digest()
+            await self._settled(
+                self._place_sync, tw, container, key, digest, total, condition, content_type, meta
+            )
+        finally:
+            if not tw.placed or tw.fd is not None:
+                await self._settled(self._end_write, tw, container, key)
+            else:
+                _close_all(tw.fds)
+        return _etag_of(digest)
+
+    def _start_write(self, container: str, key: str) -> _TempWrite:
+        parts = key.split("/")
+        try:
+            for _ in range(16):
+                try:
+                    fds = self._walk(container, parts[:-1], key, create=True)
+                except _Vanished:
+                    continue
+                try:
+                    tw = self._open_temp(fds, parts[-1])
+                except BaseException:
+                    _close_all(fds)
+                    raise
+                if tw is not None:
+                    return tw
+                _close_all(fds)
+        except OSError as exc:
+            raise self._os_error(exc, "write", container, key) from None
+        raise StorageError(
+            "a folder on the key's path kept disappearing while writing",
+            container=container,
+            key=key,
+        )
+
+    def _place_sync(
+        self,
+        tw: _TempWrite,
+        container: str,
+        key: str,
+        md5: bytes,
+        size: int,
+        condition: Precondition,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> None:
+        try:
+            self._place(tw, container, key, md5, size, condition, content_type, metadata)
+        except OSError as exc:
+            raise self._os_error(exc, "write", container, key) from None
+
+    def _end_write(self, tw: _TempWrite, container: str, key: str) -> None:
+        """After a streamed write stopped short: no temp file, no folders it created."""
+        try:
+            self._abandon(tw)
+            parts = key.split("/")
+            if not tw.placed and len(parts) > 1:
+                self._prune(container, parts[:-1], key, tw.fds)
+        finally:
+            _close_all(tw.fds)
+
     async def delete(
         self, container: str, key: str, *, condition: Precondition = OVERWRITE
     ) -> None:
@@ -613,6 +793,38 @@ class LocalFileAdapter:
 
         found = self._in_folder(container, key, read)
         return None if found is None else found.info(key)
+
+    def _open_sync(self, container: str, key: str) -> tuple[int, os.stat_result, _Found] | None:
+        """Open the stored version for reading: (fd, its fstat, what is known of it); the
+        caller closes the fd. None when missing."""
+
+        def open_version(fds: _Fds, name: str) -> tuple[int, os.stat_result, _Found] | None:
+            folder = fds[-1]
+            for attempt in range(_REOPEN_ATTEMPTS + 1):
+                settle = attempt < _REOPEN_ATTEMPTS
+                try:
+                    fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+                except FileNotFoundError:
+                    return None
+                try:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        os.close(fd)
+                        return None
+                    try:
+                        record = self._record(fd, folder, name, st, settle=settle)
+                        found = _examine(fd, st, record, False, settle)
+                    except _Replaced:
+                        found = None
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if found is not None:
+                    return fd, os.fstat(fd), found
+                os.close(fd)
+            return None  # pragma: no cover - the last attempt does not settle
+
+        return self._in_folder(container, key, open_version)
 
     def _inspect(
         self,
@@ -791,35 +1003,82 @@ class LocalFileAdapter:
         content_type: str | None,
         metadata: dict[str, str],
     ) -> bool:
-        folder = fds[-1]
-        tmp = _temp_name(name)
-        sidecar: str | None = None
-        placed = False
-        old: os.stat_result | None = None
-        try:
-            tfd = os.open(tmp, _TEMP_FLAGS, 0o666, dir_fd=folder)
-        except FileNotFoundError:
+        tw = self._open_temp(fds, name)
+        if tw is None:
             return False
         try:
+            assert tw.fd is not None
+            _write_all(tw.fd, data)
+        except BaseException:
+            self._abandon(tw)
+            raise
+        self._place(tw, container, key, md5, len(data), condition, content_type, metadata)
+        return True
+
+    def _open_temp(self, fds: _Fds, name: str) -> _TempWrite | None:
+        """A new temp file for ``name`` in the folder ``fds[-1]``; None if the folder is gone."""
+        tmp = _temp_name(name)
+        try:
+            tfd = os.open(tmp, _TEMP_FLAGS, 0o666, dir_fd=fds[-1])
+        except FileNotFoundError:
+            return None
+        return _TempWrite(fds, name, tmp, tfd)
+
+    def _abandon(self, tw: _TempWrite) -> None:
+        """Remove an unplaced temp file (and sidecar); the stored value stays as it was."""
+        if tw.fd is not None:
+            os.close(tw.fd)
+            tw.fd = None
+        if tw.placed:
+            return
+        for leftover in (tw.tmp, tw.sidecar):
+            if leftover is None:
+                continue
             try:
-                _write_all(tfd, data)
-                # The mark: an mtime in the past of the kernel's coarse clock, so that any
-                # later write into this file moves it (see docs/local.md, "ETags").
-                now = time.time_ns()
-                mark = (now - MTIME_MARK_NS) | 1
-                os.utime(tfd, ns=(mark, mark))
-                # What the filesystem kept: the mark, or (without nanoseconds) the mark
-                # rounded to an even number, which names the sidecar but proves nothing.
-                st = os.fstat(tfd)
-                kept = st.st_mtime_ns
-                raw = _Record(md5, len(data), kept, now, content_type, metadata).encode()
-                if not self._set_record(tfd, raw):
-                    sidecar = _meta_name(name, st.st_ino, kept)
-                    self._write_sidecar(folder, sidecar, raw)
-                if self.durable:
-                    os.fsync(tfd)
-            finally:
-                os.close(tfd)
+                os.unlink(leftover, dir_fd=tw.fds[-1])
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # the original error matters more
+                _log.warning("could not remove %r: %s", leftover, exc)
+
+    def _place(
+        self,
+        tw: _TempWrite,
+        container: str,
+        key: str,
+        md5: bytes,
+        size: int,
+        condition: Precondition,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> None:
+        """Record, flush and rename the written temp file over the key under ``condition``.
+
+        On any failure the temp file is removed and the stored value is untouched.
+        """
+        fds, name, tmp = tw.fds, tw.name, tw.tmp
+        folder = fds[-1]
+        old: os.stat_result | None = None
+        try:
+            tfd = tw.fd
+            assert tfd is not None
+            # The mark: an mtime in the past of the kernel's coarse clock, so that any
+            # later write into this file moves it (see docs/local.md, "ETags").
+            now = time.time_ns()
+            mark = (now - MTIME_MARK_NS) | 1
+            os.utime(tfd, ns=(mark, mark))
+            # What the filesystem kept: the mark, or (without nanoseconds) the mark
+            # rounded to an even number, which names the sidecar but proves nothing.
+            st = os.fstat(tfd)
+            kept = st.st_mtime_ns
+            raw = _Record(md5, size, kept, now, content_type, metadata).encode()
+            if not self._set_record(tfd, raw):
+                tw.sidecar = _meta_name(name, st.st_ino, kept)
+                self._write_sidecar(folder, tw.sidecar, raw)
+            if self.durable:
+                os.fsync(tfd)
+            tw.fd = None
+            os.close(tfd)
             # Written and flushed before taking the lock, so the lock is held only for the
             # check and the rename.
             with self._locked(fds[0], container, key):
@@ -838,21 +1097,14 @@ class LocalFileAdapter:
                             key=key,
                         ) from None
                     raise
-                placed = True
+                tw.placed = True
         finally:
-            if not placed:
-                for leftover in (tmp, sidecar):
-                    if leftover is None:
-                        continue
-                    try:
-                        os.unlink(leftover, dir_fd=folder)
-                    except OSError as exc:  # the original error matters more
-                        _log.warning("could not remove %r: %s", leftover, exc)
+            if not tw.placed:
+                self._abandon(tw)
         if old is not None:
             self._drop_sidecar(folder, name, old)
         if self.durable:
             os.fsync(folder)
-        return True
 
     def _set_record(self, fd: int, raw: bytes) -> bool:
         """Attach the record to the temp file; False if it must go to a sidecar."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from datetime import datetime, timezone
 
-from ..errors import BlobNotFoundError
+from ..errors import BlobNotFoundError, StorageError
 from ..keys import validate_folder_container
 from .base import (
     OVERWRITE,
@@ -14,7 +14,9 @@ from .base import (
     Precondition,
     check_condition,
     check_delimiter,
+    check_range,
     fold_levels,
+    range_end,
     validate_content_type,
     validate_metadata,
 )
@@ -29,7 +31,13 @@ class MemoryAdapter:
     the same. ``list`` and ``list_names`` yield keys in sorted order. Containers follow the
     local adapter's rule (one folder name). Share one instance between stores to share the
     data. Every operation completes without awaiting, so each is atomic on the event loop.
+
+    Streams: ``open_read`` yields slices of the (immutable) stored bytes of the version it
+    opened, ``chunk_size`` at a time; ``put_stream`` collects the chunks, then stores them as
+    ``put`` does (it holds the value: it is memory).
     """
+
+    chunk_size = 1024 * 1024
 
     def __init__(self) -> None:
         self._containers: dict[str, dict[str, tuple[bytes, BlobInfo]]] = {}
@@ -86,6 +94,49 @@ class MemoryAdapter:
         )
         blobs[key] = (data, info)
         return etag
+
+    async def open_read(
+        self, container: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        check_range(offset, length)
+        data, info = await self.get(container, key)
+        return info, self._slices(data, offset, range_end(len(data), offset, length))
+
+    async def _slices(self, data: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+        view = memoryview(data)
+        for pos in range(start, end, self.chunk_size):
+            yield bytes(view[pos : min(end, pos + self.chunk_size)])
+
+    async def put_stream(
+        self,
+        container: str,
+        key: str,
+        chunks: AsyncIterable[bytes | bytearray | memoryview],
+        *,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> str:
+        validate_metadata(metadata)
+        validate_content_type(content_type)
+        validate_folder_container(container)
+        parts = [bytes(chunk) async for chunk in chunks]
+        data = b"".join(parts)
+        if size is not None and len(data) != size:
+            raise StorageError(
+                f"the stream gave {len(data)} bytes, not the {size} announced",
+                container=container,
+                key=key,
+            )
+        return await self.put(
+            container,
+            key,
+            data,
+            condition=condition,
+            content_type=content_type,
+            metadata=metadata,
+        )
 
     async def delete(
         self, container: str, key: str, *, condition: Precondition = OVERWRITE

@@ -11,12 +11,18 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
 from ..._tasks import bounded_in_order, gather_bounded
-from ...errors import ConcurrencyError, InvalidKeyError, OutcomeUnknownError, StorageError
+from ...errors import (
+    BlobNotFoundError,
+    ConcurrencyError,
+    InvalidKeyError,
+    OutcomeUnknownError,
+    StorageError,
+)
 from ..base import (
     OVERWRITE,
     BlobInfo,
@@ -24,6 +30,8 @@ from ..base import (
     Precondition,
     Update,
     check_delimiter,
+    check_range,
+    range_end,
     validate_content_type,
     validate_metadata,
 )
@@ -53,7 +61,7 @@ from .listing import (
 )
 from .names import blob_path, validate_container_name
 from .retry import RetryPolicy
-from .transport import Transport
+from .transport import HttpResponse, Transport
 
 __all__ = ["TOKEN_METADATA", "AzureBlobAdapter", "Credential"]
 
@@ -88,6 +96,13 @@ class _Verdict(enum.Enum):
 
 
 _Item = TypeVar("_Item")
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
 
 
@@ -290,10 +305,18 @@ class AzureBlobAdapter:
         query: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
         body: bytes | memoryview | None = None,
+        resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
     ) -> Response:
         """Send one request with retries; network failures past the budget raise."""
         outcome = await self._send_outcome(
-            method, container, key, action=action, query=query, headers=headers, body=body
+            method,
+            container,
+            key,
+            action=action,
+            query=query,
+            headers=headers,
+            body=body,
+            resume=resume,
         )
         if isinstance(outcome, Failure):
             raise outcome.error from None
@@ -309,6 +332,7 @@ class AzureBlobAdapter:
         query: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
         body: bytes | memoryview | None = None,
+        resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
     ) -> Response | Failure:
         """Like :meth:`_send`, but running out of retries is an outcome, not an exception."""
         return await self._client.send(
@@ -320,6 +344,7 @@ class AzureBlobAdapter:
             action=action,
             container=container,
             key=key,
+            resume=resume,
         )
 
     async def _create_container(self, container: str) -> None:
@@ -585,27 +610,10 @@ class AzureBlobAdapter:
         OutcomeUnknownError.
         """
         validate_container_name(container)
-        names = validate_metadata(metadata)
-        if TOKEN_METADATA in names:
-            raise InvalidKeyError(
-                f"metadata name {TOKEN_METADATA!r} is reserved for asyncblobdict",
-                container=container,
-                key=key,
-            )
-        content_type = validate_content_type(content_type)
+        headers, token, if_match, if_none_match = self._put_headers(
+            container, key, condition, content_type, metadata
+        )
         data = bytes(data)
-        token = uuid.uuid4().hex
-        if_match = condition.etag if isinstance(condition, Update) else None
-        if_none_match = isinstance(condition, Create)
-        # One token and one condition for every attempt of this put.
-        headers = {f"x-ms-meta-{name}": value for name, value in names.items()}
-        headers[_TOKEN_HEADER] = token
-        if content_type is not None:
-            headers["x-ms-blob-content-type"] = content_type
-        if if_match is not None:
-            headers["If-Match"] = if_match
-        if if_none_match:
-            headers["If-None-Match"] = "*"
         if len(data) <= self.single_put_threshold:
             md5 = await _md5_off_loop(data)
 
@@ -641,6 +649,37 @@ class AzureBlobAdapter:
         finally:
             if not whole.done():
                 whole.cancel()
+
+    @staticmethod
+    def _put_headers(
+        container: str,
+        key: str,
+        condition: Precondition,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> tuple[dict[str, str], str, str | None, bool]:
+        """A put's headers (metadata, token, content type, condition), its write token,
+        If-Match ETag and If-None-Match flag: one token and condition for every attempt."""
+        names = validate_metadata(metadata)
+        if TOKEN_METADATA in names:
+            raise InvalidKeyError(
+                f"metadata name {TOKEN_METADATA!r} is reserved for asyncblobdict",
+                container=container,
+                key=key,
+            )
+        content_type = validate_content_type(content_type)
+        token = uuid.uuid4().hex
+        if_match = condition.etag if isinstance(condition, Update) else None
+        if_none_match = isinstance(condition, Create)
+        headers = {f"x-ms-meta-{name}": value for name, value in names.items()}
+        headers[_TOKEN_HEADER] = token
+        if content_type is not None:
+            headers["x-ms-blob-content-type"] = content_type
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        return headers, token, if_match, if_none_match
 
     async def _put_settled(
         self,
@@ -792,6 +831,246 @@ class AzureBlobAdapter:
                 **headers,
             },
             body=body,
+        )
+
+    # --- streaming ---------------------------------------------------------------------
+
+    async def open_read(
+        self, container: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """Ranged GETs of ``read_chunk_size``, ``max_concurrency`` at a time, all pinned to
+        the ETag of the first answer (If-Match): a replaced blob raises ConcurrencyError.
+
+        A whole-value read is checked against the stored MD5, hashed as ranges arrive in
+        order. An answer cut short is resumed from its last byte, not fetched again.
+        """
+        validate_container_name(container)
+        check_range(offset, length)
+        chunk = self.read_chunk_size
+        last = offset + (chunk if length is None else min(chunk, length)) - 1
+        if length == 0 or last < offset:
+            return await self._open_empty(container, key, offset), _no_bytes()
+        first = await self._fetch_range(container, key, offset, last, None)
+        if first is None:  # 416: the range starts at or past the end
+            return await self._open_empty(container, key, offset), _no_bytes()
+        resp, body = first
+        etag = normalize_etag(resp.header("ETag"))
+        match = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
+        if etag is None or match is None:
+            raise StorageError(
+                "get failed: a ranged answer without ETag or Content-Range",
+                container=container,
+                key=key,
+            )
+        total = int(match.group(3))
+        expected = decode_md5(resp.header("x-ms-blob-content-md5"))
+        end = range_end(total, offset, length)
+        whole = offset == 0 and end == total and expected is not None
+        info = _blob_info(key, resp, total, expected)
+        rest = [
+            (start, min(start + chunk, end) - 1) for start in range(offset + len(body), end, chunk)
+        ]
+        return info, self._ranges(container, key, etag, body, rest, expected if whole else None)
+
+    async def _open_empty(self, container: str, key: str, offset: int) -> BlobInfo:
+        info = await self.head(container, key)
+        if info is None:
+            raise BlobNotFoundError("key not found", container=container, key=key)
+        return info
+
+    async def _ranges(
+        self,
+        container: str,
+        key: str,
+        etag: str,
+        first: bytes,
+        ranges: list[tuple[int, int]],
+        expected: bytes | None,
+    ) -> AsyncIterator[bytes]:
+        md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
+        if md5 is not None:
+            await asyncio.to_thread(md5.update, first)
+        yield first
+        del first
+        jobs = [
+            functools.partial(self._fetch_range, container, key, start, end, etag)
+            for start, end in ranges
+        ]
+        async with bounded_in_order(jobs, self.max_concurrency) as pieces:
+            async for piece in pieces:
+                if piece is None:
+                    raise ConcurrencyError(
+                        "the value was replaced during the read",
+                        container=container,
+                        key=key,
+                    )
+                body = piece[1]
+                if md5 is not None:
+                    await asyncio.to_thread(md5.update, body)
+                yield body
+        if md5 is not None and md5.digest() != expected:
+            raise StorageError(
+                "get failed: Content-MD5 mismatch, the data was corrupted in transit or storage",
+                container=container,
+                key=key,
+                error_code="Md5Mismatch",
+            )
+
+    async def _fetch_range(
+        self, container: str, key: str, start: int, end: int, etag: str | None
+    ) -> tuple[Response, bytes] | None:
+        """GET bytes ``start..end`` (of the version ``etag``, if given), resuming a body cut
+        short after its last byte. None for 412 (replaced) or 416 (nothing there)."""
+        parts: list[bytes] = []
+        pinned = [etag]
+
+        def resume(partial: HttpResponse) -> dict[str, str] | None:
+            got = normalize_etag(partial.headers.get("ETag"))
+            match = _CONTENT_RANGE.fullmatch((partial.headers.get("Content-Range") or "").strip())
+            at = start + sum(map(len, parts))
+            if partial.status != 206 or got is None or match is None or int(match[1]) != at:
+                return None
+            if pinned[0] is not None and got != pinned[0]:
+                return None
+            pinned[0] = got
+            parts.append(partial.body)
+            logger.debug("get %r/%r: resuming at byte %d", container, key, at + len(partial.body))
+            return {"x-ms-range": f"bytes={at + len(partial.body)}-{end}", "If-Match": got}
+
+        headers = {"x-ms-range": f"bytes={start}-{end}"}
+        if etag is not None:
+            headers["If-Match"] = etag
+        resp = await self._send("GET", container, key, action="get", headers=headers, resume=resume)
+        if resp.status in (412, 416):
+            return None
+        if resp.status != 206:
+            raise_for_status(
+                resp.status, resp.headers, resp.body, action="get", container=container, key=key
+            )
+        parts.append(resp.body)
+        body = b"".join(parts) if len(parts) > 1 else resp.body
+        match = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
+        expected_end = end if match is None else min(end, int(match[3]) - 1)
+        if len(body) != expected_end - start + 1:
+            raise StorageError(
+                f"get failed: range {start}-{end} returned {len(body)} bytes",
+                container=container,
+                key=key,
+            )
+        return resp, body
+
+    async def put_stream(
+        self,
+        container: str,
+        key: str,
+        chunks: AsyncIterable[bytes | bytearray | memoryview],
+        *,
+        condition: Precondition = OVERWRITE,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> str:
+        """Stage the stream as blocks of ``block_size``, ``max_concurrency`` in flight, then
+        commit them with one Put Block List carrying the condition and the write token.
+
+        A stream of at most ``single_put_threshold`` bytes is one ``put``. Nothing is
+        visible until the commit; staged blocks of an abandoned upload are discarded by
+        the service.
+        """
+        validate_container_name(container)
+        headers, token, if_match, if_none_match = self._put_headers(
+            container, key, condition, content_type, metadata
+        )
+        block_size = self.block_size if size is None else self._plan_blocks(container, key, size)
+        upload = uuid.uuid4().hex
+        block_ids: list[str] = []
+        md5 = hashlib.md5(usedforsecurity=False)
+        running: set[asyncio.Future[None]] = set()
+        buffer = bytearray()
+        total = 0
+
+        async def stage(block: bytes) -> None:
+            await asyncio.to_thread(md5.update, block)
+            while len(running) >= self.max_concurrency:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running.difference_update(done)
+                for task in done:
+                    task.result()
+            if len(block_ids) >= MAX_BLOCKS:
+                raise StorageError(
+                    f"put failed: more than {MAX_BLOCKS} blocks of {block_size} bytes",
+                    container=container,
+                    key=key,
+                )
+            block_id = _b64(f"{upload}-{len(block_ids):06d}".encode())
+            block_ids.append(block_id)
+            running.add(asyncio.ensure_future(self._put_block(container, key, block_id, block)))
+
+        try:
+            async for chunk in chunks:
+                total += len(memoryview(chunk).cast("B"))
+                buffer += chunk
+                if len(buffer) > self.single_put_threshold or block_ids:
+                    while len(buffer) >= block_size:
+                        block = bytes(buffer[:block_size])
+                        del buffer[:block_size]
+                        await stage(block)
+            if size is not None and size != total:
+                raise StorageError(
+                    f"the stream gave {total} bytes, not the {size} announced",
+                    container=container,
+                    key=key,
+                )
+            if not block_ids:  # small: one Put Blob
+                return await self.put(
+                    container,
+                    key,
+                    bytes(buffer),
+                    condition=condition,
+                    content_type=content_type,
+                    metadata=metadata,
+                )
+            if buffer:
+                await stage(bytes(buffer))
+                buffer.clear()
+            if running:
+                await asyncio.gather(*running)
+                running.clear()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        whole: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        whole.set_result(md5.digest())
+
+        async def commit() -> Response | Failure:
+            return await self._put_block_list(container, key, block_ids, whole, headers)
+
+        return await self._put_settled(container, key, commit, token, if_match, if_none_match)
+
+    async def _put_block(self, container: str, key: str, block_id: str, block: bytes) -> None:
+        """Stage one block (unconditional, idempotent); create a missing container."""
+        for _ in range(2):
+            resp = await self._send(
+                "PUT",
+                container,
+                key,
+                action="put block",
+                query=[("comp", "block"), ("blockid", block_id)],
+                headers={"Content-MD5": _b64(await _md5_off_loop(block))},
+                body=block,
+            )
+            if resp.status == 201:
+                return
+            if resp.status == 404 and error_details(resp.headers, resp.body)[0] == (
+                "ContainerNotFound"
+            ):
+                await self._create_container(container)
+                continue
+            break
+        raise_for_status(
+            resp.status, resp.headers, resp.body, action="put block", container=container, key=key
         )
 
     async def delete(

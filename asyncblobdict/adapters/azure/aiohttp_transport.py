@@ -140,7 +140,17 @@ class AiohttpTransport:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                return HttpResponse(resp.status, resp.headers, await resp.read())
+                parts: list[bytes] = []
+                try:
+                    async for data in resp.content.iter_any():
+                        parts.append(data)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    error = _map_error(exc)
+                    # What arrived is kept: a ranged read resumes after it.
+                    error.partial = HttpResponse(resp.status, resp.headers, b"".join(parts))
+                    parts.clear()
+                else:
+                    return HttpResponse(resp.status, resp.headers, b"".join(parts))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _map_error(exc)
         if self._closed:

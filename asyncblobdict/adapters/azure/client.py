@@ -141,12 +141,16 @@ class BlobClient:
         action: str,
         container: str | None = None,
         key: str | None = None,
+        resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
     ) -> Response | Failure:
         """Send one logical request, retrying transient failures; return the final answer.
 
         ``path`` is the encoded path below the endpoint (``/container/blob``). A request that
         got no final answer comes back as a :class:`Failure` that says whether an attempt
-        may have been applied.
+        may have been applied. ``resume`` (reads only): given the part of an answer that
+        arrived before the connection broke, it keeps those bytes and returns the headers
+        of a request for the rest (None: start again); such an attempt made progress, so it
+        is not counted against the retry budget and is sent again at once.
         """
         call = _Call(action, container, key)
         deadline = self._clock() + self.retry.total_timeout
@@ -162,6 +166,13 @@ class BlobClient:
             except StorageError as exc:
                 return Failure(exc, ambiguous)  # e.g. a token that cannot be renewed
             result = await self._attempt(request, attempt, request_id)
+            partial = result.partial if isinstance(result, TransportError) else None
+            if resume is not None and partial is not None and partial.body and not self._closed:
+                more = resume(partial)
+                if more is not None:
+                    headers = more
+                    attempt -= 1
+                    continue
             if not _worth_retrying(result):
                 if isinstance(result, HttpResponse):
                     return Response(result.status, result.headers, result.body, ambiguous)

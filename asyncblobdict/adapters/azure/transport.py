@@ -120,6 +120,9 @@ class TransportError(Exception):
 
     retryable: ClassVar[bool] = False
     may_have_landed: ClassVar[bool] = True
+    partial: HttpResponse | None = None
+    """The answer's status, headers and the part of its body that arrived before the
+    connection broke, when a transport can tell (for resuming a ranged read)."""
 
 
 class ConnectError(TransportError):
