@@ -53,6 +53,9 @@ The contract, written once (``asyncblobdict.testing`` checks every rule of it):
     is cancelled, nothing is stored and no partial value or temp data is left visible; the
     stream's own exception propagates unchanged. The condition is checked when the value is
     committed (and may be checked earlier too).
+``async container_exists(container) -> bool`` (optional)
+    Whether the container exists, as cheaply as the backend can tell; callers that need it
+    (the command line's ``ls``) fall back to listing when an adapter does not have it.
 ``async close() -> None``
     Release sessions and threads. Safe to call twice. Whether a closed adapter may be used
     again is the adapter's to document (memory and local: yes; Azure: no, close is final).

@@ -747,6 +747,18 @@ class LocalFileAdapter:
             if done:
                 return
 
+    async def container_exists(self, container: str) -> bool:
+        """Whether the container's folder exists (an emptied container keeps its folder)."""
+        self._check_container(container)
+        return await self._io.run(self._container_exists_sync, container)
+
+    def _container_exists_sync(self, container: str) -> bool:
+        try:
+            st = os.stat(os.path.join(self._root, container), follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode)
+
     async def close(self) -> None:
         """Stop the I/O threads. Safe to call twice; the adapter starts them again if used."""
         await self._io.close()

@@ -169,5 +169,9 @@ class MemoryAdapter:
         for key in sorted(k for k in self._blobs(container) if k.startswith(prefix)):
             yield key
 
+    async def container_exists(self, container: str) -> bool:
+        """Whether the container holds a key (memory keeps no empty containers)."""
+        return bool(self._blobs(container))
+
     async def close(self) -> None:
         """Nothing to release; the data stays for the adapter's next user."""

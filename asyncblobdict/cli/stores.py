@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from ..adapters.azure_connection import (
 )
 from ..adapters.azure_connection import connection_string_secrets as secrets_of
 from ..adapters.base import Adapter
-from ..adapters.local import LocalFileAdapter
 from ..addresses import AZURE_CONN_ENV, StoreLocation, azure_location, local_location, locate
 from ..errors import InvalidKeyError
 
@@ -247,23 +245,9 @@ async def container_exists(adapter: Adapter, container: str) -> bool:
     a key. When Azure cannot answer (a SAS scoped to the container may not read container
     properties), the container is taken to exist: a listing that worked found it empty.
     """
-    if isinstance(adapter, LocalFileAdapter):
-        return (adapter.root / container).is_dir()
-    azure = sys.modules.get("asyncblobdict.adapters.azure.adapter")  # loaded if in use
-    if azure is not None and isinstance(adapter, azure.AzureBlobAdapter):
-        return await _azure_container_exists(adapter, container)
+    check = getattr(adapter, "container_exists", None)  # optional in the adapter contract
+    if check is not None:
+        return bool(await check(container))
     async for _ in adapter.list_names(container):
         return True
     return False
-
-
-async def _azure_container_exists(adapter: Adapter, container: str) -> bool:
-    # The adapter contract has no container check; this is the adapter's own request path
-    # (retries, signing, redaction), on the container itself rather than a blob.
-    send = getattr(adapter, "_send_outcome", None)
-    if send is None:  # pragma: no cover - the adapter changed: fall back to "exists"
-        return True
-    outcome = await send(
-        "HEAD", container, None, action="container check", query=[("restype", "container")]
-    )
-    return getattr(outcome, "status", None) != 404

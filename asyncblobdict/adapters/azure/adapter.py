@@ -1195,6 +1195,18 @@ class AzureBlobAdapter:
             if not marker:
                 return
 
+    async def container_exists(self, container: str) -> bool:
+        """Whether the container exists (Get Container Properties, one request).
+
+        When the service will not say (a SAS scoped to the container may not read its
+        properties), the container is taken to exist.
+        """
+        validate_container_name(container)
+        outcome = await self._send_outcome(
+            "HEAD", container, None, action="container check", query=[("restype", "container")]
+        )
+        return not (isinstance(outcome, Response) and outcome.status == 404)
+
     async def close(self) -> None:
         """Close the HTTP session for good; safe to call twice.
 
