@@ -14,7 +14,7 @@ import unittest
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -620,8 +620,15 @@ async def test_memory_adapter(check: Check) -> None:
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=str)
-async def test_local_adapter(check: Check, tmp_path: Path) -> None:
-    await check(lambda: LocalFileAdapter(tmp_path / "store"), supports_a_and_a_slash_b=False)
+@pytest.mark.parametrize("records", ["auto", "sidecar"])
+async def test_local_adapter(
+    check: Check, tmp_path: Path, records: Literal["auto", "sidecar"]
+) -> None:
+    # Both ways the local backend keeps content type, metadata and the ETag with a file.
+    await check(
+        lambda: LocalFileAdapter(tmp_path / "store", _metadata_store=records),
+        supports_a_and_a_slash_b=False,
+    )
 
 
 @pytest.mark.azure
