@@ -477,23 +477,30 @@ class AzureBlobAdapter:
 
     async def _get_once(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         chunk = self.read_chunk_size
-        resp = await self._send(
-            "GET", container, key, action="get", headers={"x-ms-range": f"bytes=0-{chunk - 1}"}
-        )
-        if resp.status == 416:
-            # An empty blob has no byte 0 to range over; read it whole.
+        # The first range, resumed like the others if its body is cut short.
+        first = await self._fetch_range(container, key, 0, chunk - 1, None)
+        if first is not None:
+            resp, body = first
+        else:
+            # 416: an empty blob has no byte 0 to range over; read it whole.
             resp = await self._send("GET", container, key, action="get")
-        if resp.status not in (200, 206):
-            raise_for_status(
-                resp.status, resp.headers, resp.body, action="get", container=container, key=key
-            )
+            if resp.status != 200:
+                raise_for_status(
+                    resp.status,
+                    resp.headers,
+                    resp.body,
+                    action="get",
+                    container=container,
+                    key=key,
+                )
+            body = resp.body
         etag = normalize_etag(resp.header("ETag"))
         if etag is None:
             raise StorageError("get failed: the answer has no ETag", container=container, key=key)
-        total = len(resp.body)
+        total = len(body)
         if resp.status == 206:
             match = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
-            if match is None or int(match.group(1)) != 0:
+            if match is None:
                 raise StorageError(
                     "get failed: unexpected Content-Range in a ranged answer",
                     container=container,
@@ -505,15 +512,14 @@ class AzureBlobAdapter:
         # as x-ms-blob-content-md5 (Content-MD5 there would be the range's, if asked for).
         md5_header = "Content-MD5" if resp.status == 200 else "x-ms-blob-content-md5"
         expected = decode_md5(resp.header(md5_header))
-        if total > len(resp.body):
+        if total > len(body):
             # The rest goes straight into one buffer of the blob's size, each range into
             # its own slice as its body streams in: no per-range or whole-value assembly.
             buffer = bytearray(total)
             view = memoryview(buffer)
-            view[: len(resp.body)] = resp.body
+            view[: len(body)] = body
             ranges = [
-                (start, min(start + chunk, total) - 1)
-                for start in range(len(resp.body), total, chunk)
+                (start, min(start + chunk, total) - 1) for start in range(len(body), total, chunk)
             ]
             read = await self._get_ranges(container, key, etag, view, ranges, expected)
             if read is False:
@@ -523,7 +529,7 @@ class AzureBlobAdapter:
             data = bytes(buffer)  # the one copy: get returns immutable bytes
             del buffer
         else:
-            data = resp.body
+            data = body
             # Up to read_chunk_size (8 MiB, ~10 ms of hashing): keep it off the event loop.
             actual = await _md5_off_loop(data) if expected is not None else None
         if len(data) != total:
@@ -993,6 +999,8 @@ class AzureBlobAdapter:
         resp = await self._send("GET", container, key, action="get", headers=headers, resume=resume)
         if resp.status in (412, 416):
             return None
+        if resp.status == 200 and start == 0 and etag is None:
+            return resp, resp.body  # the whole blob, the range ignored (never resumed)
         if resp.status != 206:
             raise_for_status(
                 resp.status, resp.headers, resp.body, action="get", container=container, key=key
