@@ -429,3 +429,60 @@ async def test_azure_overwrite_between_ranges_is_a_concurrency_error(azurite: An
     finally:
         await reader.close()
         await writer.close()
+
+
+_RSS_AZURE_CHILD = r"""
+import asyncio, os, resource, sys
+sys.path.insert(0, sys.argv[1])
+from asyncblobdict import AsyncBlobStore
+from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+SIZE = int(sys.argv[3])
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+async def main():
+    src = os.path.join(sys.argv[2], "src.bin")
+    with open(src, "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(SIZE >> 20):
+            f.write(block)
+    adapter = AzureBlobAdapter.from_connection_string(sys.stdin.read())
+    container = "t" + os.urandom(8).hex()
+    async with AsyncBlobStore(adapter, container) as store:
+        await store.set_binary("warm", b"x")  # pool, container, imports
+        base = peak()
+        for _ in range(2):
+            await store.set_file("k", src)
+            await store.get_file("k", os.path.join(sys.argv[2], "dst.bin"))
+            n = 0
+            async for chunk in store.iter_binary("k"):
+                n += len(chunk)
+            assert n == SIZE
+    print(base, peak())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.azure
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug: on Azurite peak RSS grows 1.28x a 256 MiB value (set_file alone ~0.9x "
+    "of a 128 MiB one, get_file a further ~0.45x); the bound is not met yet",
+)
+def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
+    size = 256 * MiB
+    repo = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_AZURE_CHILD, repo, str(tmp_path), str(size)],
+        input=azurite.connection_string,  # not on the command line
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    base, peak = map(int, out.stdout.split())
+    assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+    # Default options: 4 blocks/ranges of 8 MiB in flight, so well below the value's size.
+    assert (peak - base) / size < 0.4, (base, peak, (peak - base) / size)
