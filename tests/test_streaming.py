@@ -347,3 +347,142 @@ async def test_azure_download_cut_mid_body_resumes(azurite: Any) -> None:
     assert sum(1 for s in starts if s % chunk) == 3
     assert len(set(starts)) == len(starts)
     assert all("if-match" in h for h in every.seen)
+
+
+class _CutAt:
+    """A stand-in for the proxy's random source: every truncation cuts at ``at`` bytes."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def randrange(self, start: int, stop: int) -> int:
+        return min(self.at, stop - 1)
+
+    def random(self) -> float:
+        return 0.0
+
+
+def _range_len(headers: dict[str, str]) -> int:
+    first, last = headers["x-ms-range"].split("=")[1].split("-")
+    return int(last) - int(first) + 1
+
+
+@pytest.mark.azure
+async def test_azure_get_through_a_proxy_cutting_every_answer_after_5_mib(azurite: Any) -> None:
+    size, cut_at = 64 * MiB, 5 * MiB
+    data = _data(size, 11)
+    container = "t" + os.urandom(8).hex()
+    direct = azurite.new_adapter()
+    await direct.put_stream(container, "big", _achunks(data, 4 * MiB))
+    module = _fault_proxy_module()
+
+    class CutLong(module.ScriptedProxy):  # type: ignore[misc,name-defined]
+        async def choose(self, request: Any) -> str | None:
+            fault = await super().choose(request)
+            rng = request.header(b"x-ms-range")
+            if rng is not None:
+                first, last = rng.decode().split("=")[1].split("-")
+                if int(last) - int(first) + 1 > cut_at:
+                    return "truncate"
+            return fault
+
+    proxy = CutLong()
+    proxy._rng = _CutAt(cut_at)
+    await proxy.start(azurite.endpoint.rsplit("/", 1)[0])
+    seen = proxy.rule("GET", has=f"/{container}/big", times=None)
+    adapter = type(direct).from_connection_string(
+        azurite.connection_string.replace(azurite.endpoint, proxy.url("/devstoreaccount1"))
+    )
+    try:
+        got, info = await adapter.get(container, "big")
+    finally:
+        await adapter.close()
+        await direct.close()
+        await proxy.stop()
+    assert got == data and info.size == size
+    # What the proxy forwarded: each answer whole, or its first 5 MiB when it was cut.
+    fetched = sum(min(_range_len(h), cut_at) for h in seen.seen)
+    assert proxy.counts["truncate"] >= size // (8 * MiB)  # every 8 MiB answer was cut
+    assert fetched / size <= 1.2, (fetched, len(seen.seen))
+    print(f"resume through 5 MiB cuts: {fetched / size:.3f}x the value in {len(seen.seen)} GETs")
+
+
+@pytest.mark.azure
+async def test_azure_overwrite_between_ranges_is_a_concurrency_error(azurite: Any) -> None:
+    container = "t" + os.urandom(8).hex()
+    old, new = _data(4 * MiB, 1), _data(4 * MiB, 2)
+    reader = azurite.new_adapter(read_chunk_size=MiB, max_concurrency=1)
+    writer = azurite.new_adapter()
+    try:
+        await writer.put_stream(container, "v", _achunks(old, MiB))
+        store = AsyncBlobStore(reader, container)
+        chunks = store.iter_binary("v")
+        got = [await chunks.__anext__()]  # the first range only: the rest is not fetched yet
+        assert got[0] == old[: len(got[0])] and len(got[0]) < len(old)
+        await writer.put_stream(container, "v", _achunks(new, MiB))
+        with pytest.raises(ConcurrencyError):
+            async for chunk in chunks:
+                got.append(chunk)
+        # Nothing of the new version was handed out before the error.
+        assert b"".join(got) == old[: sum(map(len, got))]
+        assert await store.get_binary("v") == new
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+_RSS_AZURE_CHILD = r"""
+import asyncio, os, resource, sys
+sys.path.insert(0, sys.argv[1])
+from asyncblobdict import AsyncBlobStore
+from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+SIZE = int(sys.argv[3])
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+async def main():
+    src = os.path.join(sys.argv[2], "src.bin")
+    with open(src, "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(SIZE >> 20):
+            f.write(block)
+    adapter = AzureBlobAdapter.from_connection_string(sys.stdin.read())
+    container = "t" + os.urandom(8).hex()
+    async with AsyncBlobStore(adapter, container) as store:
+        await store.set_binary("warm", b"x")  # pool, container, imports
+        base = peak()
+        for _ in range(2):
+            await store.set_file("k", src)
+            await store.get_file("k", os.path.join(sys.argv[2], "dst.bin"))
+            n = 0
+            async for chunk in store.iter_binary("k"):
+                n += len(chunk)
+            assert n == SIZE
+    print(base, peak())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.azure
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug: on Azurite peak RSS grows 1.28x a 256 MiB value (set_file alone ~0.9x "
+    "of a 128 MiB one, get_file a further ~0.45x); the bound is not met yet",
+)
+def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
+    size = 256 * MiB
+    repo = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_AZURE_CHILD, repo, str(tmp_path), str(size)],
+        input=azurite.connection_string,  # not on the command line
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    base, peak = map(int, out.stdout.split())
+    assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+    # Default options: 4 blocks/ranges of 8 MiB in flight, so well below the value's size.
+    assert (peak - base) / size < 0.4, (base, peak, (peak - base) / size)

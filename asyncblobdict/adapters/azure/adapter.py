@@ -13,7 +13,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from ..._tasks import bounded_in_order, gather_bounded
 from ...errors import (
@@ -135,6 +135,14 @@ def _md5(data: bytes | memoryview) -> bytes:
 # Hashing runs about 0.8 GB/s here; beyond this size it moves off the event loop (hashlib
 # releases the GIL), below it a thread hop would cost more than the hash.
 _HASH_ON_LOOP_MAX = 256 * 1024
+
+
+async def _update_off_loop(md5: Any, data: bytes | memoryview) -> None:
+    """Feed ``data`` to a running MD5, in a thread when it is big."""
+    if len(data) <= _HASH_ON_LOOP_MAX:
+        md5.update(data)
+    else:
+        await asyncio.to_thread(md5.update, data)
 
 
 async def _md5_off_loop(data: bytes | memoryview) -> bytes:
@@ -306,6 +314,7 @@ class AzureBlobAdapter:
         headers: dict[str, str] | None = None,
         body: bytes | memoryview | None = None,
         resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
+        into: memoryview | None = None,
     ) -> Response:
         """Send one request with retries; network failures past the budget raise."""
         outcome = await self._send_outcome(
@@ -317,6 +326,7 @@ class AzureBlobAdapter:
             headers=headers,
             body=body,
             resume=resume,
+            into=into,
         )
         if isinstance(outcome, Failure):
             raise outcome.error from None
@@ -333,6 +343,7 @@ class AzureBlobAdapter:
         headers: dict[str, str] | None = None,
         body: bytes | memoryview | None = None,
         resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
+        into: memoryview | None = None,
     ) -> Response | Failure:
         """Like :meth:`_send`, but running out of retries is an outcome, not an exception."""
         return await self._client.send(
@@ -345,6 +356,7 @@ class AzureBlobAdapter:
             container=container,
             key=key,
             resume=resume,
+            into=into,
         )
 
     async def _create_container(self, container: str) -> None:
@@ -465,23 +477,30 @@ class AzureBlobAdapter:
 
     async def _get_once(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         chunk = self.read_chunk_size
-        resp = await self._send(
-            "GET", container, key, action="get", headers={"x-ms-range": f"bytes=0-{chunk - 1}"}
-        )
-        if resp.status == 416:
-            # An empty blob has no byte 0 to range over; read it whole.
+        # The first range, resumed like the others if its body is cut short.
+        first = await self._fetch_range(container, key, 0, chunk - 1, None)
+        if first is not None:
+            resp, body = first
+        else:
+            # 416: an empty blob has no byte 0 to range over; read it whole.
             resp = await self._send("GET", container, key, action="get")
-        if resp.status not in (200, 206):
-            raise_for_status(
-                resp.status, resp.headers, resp.body, action="get", container=container, key=key
-            )
+            if resp.status != 200:
+                raise_for_status(
+                    resp.status,
+                    resp.headers,
+                    resp.body,
+                    action="get",
+                    container=container,
+                    key=key,
+                )
+            body = resp.body
         etag = normalize_etag(resp.header("ETag"))
         if etag is None:
             raise StorageError("get failed: the answer has no ETag", container=container, key=key)
-        total = len(resp.body)
+        total = len(body)
         if resp.status == 206:
             match = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
-            if match is None or int(match.group(1)) != 0:
+            if match is None:
                 raise StorageError(
                     "get failed: unexpected Content-Range in a ranged answer",
                     container=container,
@@ -493,17 +512,24 @@ class AzureBlobAdapter:
         # as x-ms-blob-content-md5 (Content-MD5 there would be the range's, if asked for).
         md5_header = "Content-MD5" if resp.status == 200 else "x-ms-blob-content-md5"
         expected = decode_md5(resp.header(md5_header))
-        if total > len(resp.body):
+        if total > len(body):
+            # The rest goes straight into one buffer of the blob's size, each range into
+            # its own slice as its body streams in: no per-range or whole-value assembly.
+            buffer = bytearray(total)
+            view = memoryview(buffer)
+            view[: len(body)] = body
             ranges = [
-                (start, min(start + chunk, total) - 1)
-                for start in range(len(resp.body), total, chunk)
+                (start, min(start + chunk, total) - 1) for start in range(len(body), total, chunk)
             ]
-            read = await self._get_ranges(container, key, etag, resp.body, ranges, expected)
-            if read is None:
+            read = await self._get_ranges(container, key, etag, view, ranges, expected)
+            if read is False:
                 return None  # overwritten mid-read: start again, never mix versions
-            data, actual = read
+            actual = read
+            del view
+            data = bytes(buffer)  # the one copy: get returns immutable bytes
+            del buffer
         else:
-            data = resp.body
+            data = body
             # Up to read_chunk_size (8 MiB, ~10 ms of hashing): keep it off the event loop.
             actual = await _md5_off_loop(data) if expected is not None else None
         if len(data) != total:
@@ -526,55 +552,85 @@ class AzureBlobAdapter:
         container: str,
         key: str,
         etag: str,
-        first: bytes,
+        view: memoryview,
         ranges: list[tuple[int, int]],
         expected: bytes | None,
-    ) -> tuple[bytes, bytes | None] | None:
-        """Read ``ranges`` in parallel; hash the pieces in order (off the loop) meanwhile.
+    ) -> bytes | Literal[False] | None:
+        """Read ``ranges`` in parallel into their slices of ``view`` (whose bytes before the
+        first range are already there); hash the buffer in order (off the loop) meanwhile.
 
-        Returns the whole content and its MD5 (None when there is nothing to check), or None
+        Returns the MD5 of the whole buffer (None when there is nothing to check), or False
         if the blob changed during the read.
         """
         jobs = [
-            functools.partial(self._get_range, container, key, etag, start, end)
+            functools.partial(self._fetch_into, container, key, start, end, etag, view)
             for start, end in ranges
         ]
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
-        parts = [first]
         async with bounded_in_order(jobs, self.max_concurrency) as pieces:
             if md5 is not None:
-                await asyncio.to_thread(md5.update, first)
-            async for piece in pieces:
-                if piece is None:
-                    return None
-                parts.append(piece)
+                await _update_off_loop(md5, view[: ranges[0][0]])
+            for start, end in ranges:
+                if not await anext(pieces):
+                    return False
                 if md5 is not None:
-                    await asyncio.to_thread(md5.update, piece)
-        return b"".join(parts), None if md5 is None else md5.digest()
+                    await _update_off_loop(md5, view[start : end + 1])
+        return None if md5 is None else md5.digest()
 
-    async def _get_range(
-        self, container: str, key: str, etag: str, start: int, end: int
-    ) -> bytes | None:
+    async def _fetch_into(
+        self, container: str, key: str, start: int, end: int, etag: str | None, view: memoryview
+    ) -> bool:
+        """GET bytes ``start..end`` (of the version ``etag``, if given) into
+        ``view[start:end + 1]`` as they arrive, resuming a body cut short after its last
+        byte. False for 412 (replaced) or 416 (nothing there)."""
+        done = 0
+        pinned = [etag]
+
+        def resume(partial: HttpResponse) -> dict[str, str] | None:
+            nonlocal done
+            got = normalize_etag(partial.headers.get("ETag"))
+            match = _CONTENT_RANGE.fullmatch((partial.headers.get("Content-Range") or "").strip())
+            at = start + done
+            if (
+                partial.status != 206
+                or got is None
+                or match is None
+                or int(match[1]) != at
+                or partial.body
+                or (pinned[0] is not None and got != pinned[0])
+            ):
+                return None
+            pinned[0] = got
+            done += partial.written
+            logger.debug("get %r/%r: resuming at byte %d", container, key, start + done)
+            return {"x-ms-range": f"bytes={start + done}-{end}", "If-Match": got}
+
+        headers = {"x-ms-range": f"bytes={start}-{end}"}
+        if etag is not None:
+            headers["If-Match"] = etag
         resp = await self._send(
             "GET",
             container,
             key,
             action="get",
-            headers={"x-ms-range": f"bytes={start}-{end}", "If-Match": etag},
+            headers=headers,
+            resume=resume,
+            into=view[start : end + 1],
         )
-        if resp.status == 412:
-            return None
-        if resp.status not in (200, 206):
+        if resp.status in (412, 416):
+            return False
+        if resp.status != 206:
             raise_for_status(
                 resp.status, resp.headers, resp.body, action="get", container=container, key=key
             )
-        if len(resp.body) != end - start + 1:
+        got = done + resp.written + len(resp.body)
+        if got != end - start + 1:
             raise StorageError(
-                f"get failed: range {start}-{end} returned {len(resp.body)} bytes",
+                f"get failed: range {start}-{end} returned {got} bytes",
                 container=container,
                 key=key,
             )
-        return resp.body
+        return True
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
         """Return size, ETag, Last-Modified and Content-MD5, or None if the blob is missing."""
@@ -943,6 +999,8 @@ class AzureBlobAdapter:
         resp = await self._send("GET", container, key, action="get", headers=headers, resume=resume)
         if resp.status in (412, 416):
             return None
+        if resp.status == 200 and start == 0 and etag is None:
+            return resp, resp.body  # the whole blob, the range ignored (never resumed)
         if resp.status != 206:
             raise_for_status(
                 resp.status, resp.headers, resp.body, action="get", container=container, key=key

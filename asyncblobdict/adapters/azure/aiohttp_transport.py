@@ -27,6 +27,7 @@ from .transport import (
     TransportClosedError,
     TransportError,
     TransportTimeout,
+    fill,
 )
 
 __all__ = ["RESEND_SWITCH", "AiohttpTransport"]
@@ -129,6 +130,14 @@ class AiohttpTransport:
         return self._closed
 
     async def send(self, request: HttpRequest) -> HttpResponse:
+        return await self._exchange(request, None)
+
+    async def send_into(self, request: HttpRequest, into: memoryview) -> HttpResponse:
+        """Like :meth:`send`, but a 2xx body goes into ``into`` chunk by chunk as it arrives
+        (no assembly of the whole body); see :class:`~.transport.ReadsInto`."""
+        return await self._exchange(request, into)
+
+    async def _exchange(self, request: HttpRequest, into: memoryview | None) -> HttpResponse:
         session = await self._get_session()
         error: TransportError
         try:
@@ -141,16 +150,29 @@ class AiohttpTransport:
                 allow_redirects=False,
             ) as resp:
                 parts: list[bytes] = []
+                written = 0
+                target = into if into is not None and 200 <= resp.status < 300 else None
                 try:
-                    async for data in resp.content.iter_any():
-                        parts.append(data)
+                    if target is None:
+                        async for data in resp.content.iter_any():
+                            parts.append(data)
+                    else:
+                        # One network chunk at a time (iter_any would join what is
+                        # buffered), copied straight to its place.
+                        async for data, _ in resp.content.iter_chunks():
+                            if data:
+                                written, rest = fill(target, written, data)
+                                if rest:
+                                    parts.append(rest)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     error = _map_error(exc)
                     # What arrived is kept: a ranged read resumes after it.
-                    error.partial = HttpResponse(resp.status, resp.headers, b"".join(parts))
+                    error.partial = HttpResponse(
+                        resp.status, resp.headers, b"".join(parts), written
+                    )
                     parts.clear()
                 else:
-                    return HttpResponse(resp.status, resp.headers, b"".join(parts))
+                    return HttpResponse(resp.status, resp.headers, b"".join(parts), written)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _map_error(exc)
         if self._closed:

@@ -21,7 +21,15 @@ from ..._redact import redact
 from ...errors import StorageError
 from .auth import Authorizer, PreparedRequest
 from .retry import RETRYABLE_STATUSES, RetryPolicy
-from .transport import HttpRequest, HttpResponse, Transport, TransportError, TransportTimeout
+from .transport import (
+    HttpRequest,
+    HttpResponse,
+    ReadsInto,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    send_by_copy,
+)
 
 __all__ = ["DEFAULT_API_VERSION", "BlobClient", "Failure", "Response", "redact"]
 
@@ -44,6 +52,8 @@ class Response:
     headers: Mapping[str, str]
     body: bytes
     ambiguous: bool = False
+    written: int = 0
+    """With ``into``: how many bytes of the body went into the caller's buffer."""
 
     def header(self, name: str) -> str | None:
         """A response header by case-insensitive name."""
@@ -142,6 +152,7 @@ class BlobClient:
         container: str | None = None,
         key: str | None = None,
         resume: Callable[[HttpResponse], dict[str, str] | None] | None = None,
+        into: memoryview | None = None,
     ) -> Response | Failure:
         """Send one logical request, retrying transient failures; return the final answer.
 
@@ -151,6 +162,10 @@ class BlobClient:
         arrived before the connection broke, it keeps those bytes and returns the headers
         of a request for the rest (None: start again); such an attempt made progress, so it
         is not counted against the retry budget and is sent again at once.
+
+        ``into`` (reads only): a 2xx answer's body is written into this buffer as it arrives
+        (``Response.written`` bytes; see :class:`~.transport.ReadsInto`); after a resume the
+        rest goes on after the bytes already written.
         """
         call = _Call(action, container, key)
         deadline = self._clock() + self.retry.total_timeout
@@ -165,17 +180,26 @@ class BlobClient:
                 request = await self._prepare(method, path, query, headers, body, request_id)
             except StorageError as exc:
                 return Failure(exc, ambiguous)  # e.g. a token that cannot be renewed
-            result = await self._attempt(request, attempt, request_id)
+            result = await self._attempt(request, attempt, request_id, into)
             partial = result.partial if isinstance(result, TransportError) else None
-            if resume is not None and partial is not None and partial.body and not self._closed:
+            if (
+                resume is not None
+                and partial is not None
+                and (partial.body or partial.written)
+                and not self._closed
+            ):
                 more = resume(partial)
                 if more is not None:
                     headers = more
+                    if into is not None:
+                        into = into[partial.written :]
                     attempt -= 1
                     continue
             if not _worth_retrying(result):
                 if isinstance(result, HttpResponse):
-                    return Response(result.status, result.headers, result.body, ambiguous)
+                    return Response(
+                        result.status, result.headers, result.body, ambiguous, result.written
+                    )
                 return self._failed(call, result, ambiguous or result.may_have_landed)
             ambiguous = ambiguous or _may_have_landed(result)
             if isinstance(result, TransportError) and self._closed:
@@ -229,13 +253,19 @@ class BlobClient:
         return self._origin + request.path + (f"?{query}" if query else "")
 
     async def _attempt(
-        self, request: HttpRequest, attempt: int, request_id: str
+        self, request: HttpRequest, attempt: int, request_id: str, into: memoryview | None
     ) -> HttpResponse | TransportError:
         """Send one attempt: its answer, or the transport error that stands for none."""
         started = self._clock()
         result: HttpResponse | TransportError
         try:
-            result = await self.transport.send(request)
+            transport = self.transport
+            if into is None:
+                result = await transport.send(request)
+            elif isinstance(transport, ReadsInto):
+                result = await transport.send_into(request, into)
+            else:  # a transport without send_into: copy the body in here
+                result = await send_by_copy(transport, request, into)
         except TransportError as exc:
             result = exc
         if logger.isEnabledFor(logging.DEBUG):

@@ -34,6 +34,15 @@ The contract, once::
 - ``close`` releases connections; it is final and safe to call twice; requests still
   running fail.
 
+Optionally (:class:`ReadsInto`), a transport also has ``send_into(request, into)``: the same
+as ``send``, except that a 2xx answer's body is written into the caller's buffer ``into``
+(a writable memoryview) as it arrives, from its start, instead of being collected;
+``HttpResponse.written`` says how many bytes went there, and ``body`` holds only what did
+not fit (normally nothing). Other statuses come back as from ``send``. When the connection
+breaks mid-body, ``partial.written`` says how much of ``into`` was filled. The client uses
+it for ranged reads into one preallocated buffer; for a transport without it, the client
+copies the body in itself.
+
 Example: a transport that answers every request with 404::
 
     async def handler(request: HttpRequest) -> HttpResponse:
@@ -47,12 +56,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "AnswerLostError",
     "ConnectError",
     "Headers",
+    "ReadsInto",
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
@@ -105,11 +115,13 @@ class HttpRequest:
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
-    """One answer: status, headers (a case-insensitive mapping), the whole body as received."""
+    """One answer: status, headers (a case-insensitive mapping), the whole body as received
+    (with ``send_into``: ``written`` bytes of it in the caller's buffer, the rest here)."""
 
     status: int
     headers: Mapping[str, str] = field(default_factory=Headers)
     body: bytes = b""
+    written: int = 0
 
 
 class TransportError(Exception):
@@ -170,6 +182,42 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class ReadsInto(Protocol):
+    """A transport that can also write a 2xx answer's body straight into a buffer."""
+
+    async def send_into(self, request: HttpRequest, into: memoryview) -> HttpResponse: ...
+
+
+def fill(into: memoryview, done: int, data: bytes) -> tuple[int, bytes]:
+    """Copy ``data`` into ``into`` at ``done``: the new fill level and what did not fit."""
+    room = len(into) - done
+    if len(data) <= room:
+        into[done : done + len(data)] = data
+        return done + len(data), b""
+    into[done:] = memoryview(data)[:room]
+    return len(into), data[room:]
+
+
+async def send_by_copy(
+    transport: Transport, request: HttpRequest, into: memoryview
+) -> HttpResponse:
+    """``send_into`` for any transport: ``send``, then copy a 2xx body (or the part of one
+    that arrived before a cut) into ``into``."""
+    try:
+        answer = await transport.send(request)
+    except TransportError as exc:
+        cut = exc.partial
+        if cut is not None and 200 <= cut.status < 300 and not cut.written:
+            written, rest = fill(into, 0, cut.body)
+            exc.partial = HttpResponse(cut.status, Headers(cut.headers), rest, written)
+        raise
+    if not 200 <= answer.status < 300:
+        return answer
+    written, rest = fill(into, 0, answer.body)
+    return HttpResponse(answer.status, answer.headers, rest, written)
+
+
 Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 
@@ -194,6 +242,10 @@ class MockTransport:
         if not isinstance(answer, HttpResponse):
             raise TypeError(f"the handler returned {type(answer).__name__}, not HttpResponse")
         return HttpResponse(answer.status, Headers(answer.headers), bytes(answer.body))
+
+    async def send_into(self, request: HttpRequest, into: memoryview) -> HttpResponse:
+        """Like :meth:`send`; a 2xx body is copied into ``into`` (see :class:`ReadsInto`)."""
+        return await send_by_copy(self, request, into)
 
     async def close(self) -> None:
         self.closed = True
