@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,28 +37,30 @@ async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int)
 
 
 class _InOrder(AsyncIterator[T]):
-    """The results of ``tasks``, awaited one after the other."""
+    """The results of a window of started jobs, taken one after the other; taking one
+    starts the next job."""
 
-    __slots__ = ("_next", "_tasks")
+    __slots__ = ("_fill", "_window")
 
-    def __init__(self, tasks: Sequence[asyncio.Future[T]]) -> None:
-        self._tasks = tasks
-        self._next = 0
+    def __init__(self, window: deque[asyncio.Future[T]], fill: Callable[[], None]) -> None:
+        self._window = window
+        self._fill = fill
 
     async def __anext__(self) -> T:
-        if self._next >= len(self._tasks):
+        if not self._window:
             raise StopAsyncIteration
-        task = self._tasks[self._next]
-        self._next += 1
-        return await task
+        result = await self._window[0]
+        self._window.popleft()  # taken: its memory goes with it, and a slot is free
+        self._fill()
+        return result
 
 
 @contextlib.asynccontextmanager
 async def bounded_in_order(
     jobs: Sequence[Callable[[], Awaitable[T]]], limit: int
 ) -> AsyncIterator[AsyncIterator[T]]:
-    """Run ``job()`` for every job, at most ``limit`` at a time; iterate the results in job
-    order, each as soon as it and those before it are done.
+    """Run ``job()`` for every job with at most ``limit`` of them started and not yet taken;
+    iterate the results in job order, each as soon as it and those before it are done.
 
     ::
 
@@ -65,23 +68,34 @@ async def bounded_in_order(
             async for piece in results:
                 ...
 
-    Jobs start as soon as a slot is free, whether or not the caller has taken the results
-    before them, and lazily (a job that never starts never creates its coroutine). A job's
-    exception is raised when the iteration reaches it. Leaving the block, by the end of the
-    iteration, ``break``, an exception or cancellation, cancels every job still running and
-    waits for all of them, so nothing keeps running behind the caller's back.
+    A result the caller has not taken yet holds its slot, so a slow consumer holds back the
+    jobs behind (a streamed read keeps at most ``limit`` pieces in memory). Jobs start
+    lazily (a job that never starts never creates its coroutine). A job's exception is
+    raised when the iteration reaches it. Leaving the block, by the end of the iteration,
+    ``break``, an exception or cancellation, cancels every job still running and waits for
+    all of them, so nothing keeps running behind the caller's back.
     """
-    semaphore = asyncio.Semaphore(limit)
+    window: deque[asyncio.Future[T]] = deque()
+    pending = iter(jobs)
 
-    async def run(job: Callable[[], Awaitable[T]]) -> T:
-        async with semaphore:
-            return await job()
+    def fill() -> None:
+        while len(window) < limit:
+            job = next(pending, None)
+            if job is None:
+                return
+            window.append(asyncio.ensure_future(_started(job)))
 
-    tasks = [asyncio.ensure_future(run(job)) for job in jobs]
+    fill()
     try:
-        yield _InOrder(tasks)
+        yield _InOrder(window, fill)
     finally:
-        await _cancel_all(tasks)
+        await _cancel_all(list(window))
+
+
+async def _started(job: Callable[[], Awaitable[T]]) -> T:
+    # The job's coroutine is made once its task runs: a task cancelled before that leaves
+    # no coroutine that was never awaited.
+    return await job()
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Future[Any]]) -> None:

@@ -466,11 +466,6 @@ asyncio.run(main())
 
 
 @pytest.mark.azure
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: on Azurite peak RSS grows 1.28x a 256 MiB value (set_file alone ~0.9x "
-    "of a 128 MiB one, get_file a further ~0.45x); the bound is not met yet",
-)
 def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
     size = 256 * MiB
     repo = str(Path(__file__).resolve().parents[1])

@@ -123,3 +123,16 @@ async def test_gather_bounded_limits_orders_and_cancels_on_failure() -> None:
     with pytest.raises(RuntimeError, match="job 99"):
         await gather_bounded(failing, 2)
     assert stuck.running == 0 and stuck.made == [0, 99]  # the failed worker took no more
+
+
+async def test_in_order_results_not_taken_hold_back_later_jobs() -> None:
+    jobs = Jobs(6)
+    for gate in jobs.gates:
+        gate.set()
+    async with bounded_in_order(jobs.all(), 2) as results:
+        await settle()
+        assert jobs.made == [0, 1]  # both done, neither taken: no third job
+        assert await results.__anext__() == 0
+        await settle()
+        assert jobs.made == [0, 1, 2]
+        assert [value async for value in results] == [10, 20, 30, 40, 50]
