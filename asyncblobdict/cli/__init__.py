@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .._redact import redact
@@ -181,6 +181,11 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
         "-j", "--jobs", type=_positive_int, default=8, metavar="N", help="keys in flight (8)"
     )
     cp.add_argument("-n", "--dry-run", action="store_true", help="say what would be copied")
+    cp.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first key that cannot be copied (default: copy the others)",
+    )
     cp.add_argument("-v", "--verbose", action="store_true", help="name each copied key")
     cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cp.add_argument("--from-azure", metavar="CONNSTR", help="account of an azure: source")
@@ -321,6 +326,23 @@ async def _run_cp(args: argparse.Namespace) -> int:
     def progress(total: int, total_bytes: int) -> Progress:
         return Progress(sys.stderr, total, total_bytes, enabled=not args.no_progress)
 
+    stats = CopyStats()
+    try:
+        await _copy(args, src, dst, stats, progress, report)
+    finally:
+        if stats.listed is not None:  # the copy began: say what it did, even on error
+            _report_cp(args, stats, src, dst)
+    return EXIT_STORAGE if stats.failed else EXIT_OK
+
+
+async def _copy(
+    args: argparse.Namespace,
+    src: StoreSpec,
+    dst: StoreSpec,
+    stats: CopyStats,
+    progress: Callable[[int, int], Progress],
+    report: Callable[[str, str, int], None],
+) -> None:
     src_adapter = open_adapter(src)
     try:
         check = getattr(src_adapter, "validate_container", None)
@@ -334,7 +356,7 @@ async def _run_cp(args: argparse.Namespace) -> int:
                 check = getattr(adapter, "validate_container", None)
                 if callable(check):
                     check(spec.container)
-            stats = await copy_keys(
+            await copy_keys(
                 src_adapter,
                 src.container,
                 dst_adapter,
@@ -342,8 +364,10 @@ async def _run_cp(args: argparse.Namespace) -> int:
                 prefix=args.prefix,
                 jobs=args.jobs,
                 dry_run=args.dry_run,
+                fail_fast=args.fail_fast,
                 progress=progress,
                 report=report,
+                stats=stats,
             )
         finally:
             if not dst.location.shared:
@@ -351,24 +375,28 @@ async def _run_cp(args: argparse.Namespace) -> int:
     finally:
         if not src.location.shared:
             await src_adapter.close()
-    echo(_summary(stats, src, dst, args.dry_run))
+
+
+def _report_cp(args: argparse.Namespace, stats: CopyStats, src: StoreSpec, dst: StoreSpec) -> None:
+    """The summary line (stdout), then warnings and the failed keys (stderr), secrets hidden."""
+    secrets = _secrets(args)
+    echo(redact(_summary(stats, src, dst, args.dry_run), secrets))
+    sys.stdout.flush()  # the summary first, then what went wrong (for 2>&1)
     for key in stats.vanished:
         err(f"{PROG}: warning: {no_such_key(key, src.container)} any more: deleted during the copy")
     for key, reason in stats.failed:
-        err(f"{PROG}: error: cannot copy {key!r}: {reason}")
-    return EXIT_USER if stats.failed else EXIT_OK
+        err(redact(f"{PROG}: error: cannot copy {key!r}: {reason}", secrets))
+    if stats.stopped:
+        err(f"{PROG}: error: stopped at the first failure (--fail-fast); other keys not copied")
 
 
 def _summary(stats: CopyStats, src: StoreSpec, dst: StoreSpec, dry_run: bool) -> str:
     verb, skip = ("would copy", "would skip") if dry_run else ("copied", "skipped")
-    text = (
+    return (
         f"{verb} {stats.copied} {'key' if stats.copied == 1 else 'keys'} "
-        f"({_bytes_text(stats.copied_bytes)}), "
-        f"{skip} {stats.skipped} unchanged, from {src.describe()} to {dst.describe()}"
+        f"({_bytes_text(stats.copied_bytes)}), {skip} {stats.skipped} unchanged, "
+        f"{len(stats.failed)} failed, from {src.describe()} to {dst.describe()}"
     )
-    if stats.failed:
-        text += f", {len(stats.failed)} failed"
-    return text
 
 
 def _bytes_text(n: int) -> str:

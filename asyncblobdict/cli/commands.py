@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
+import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import codec
 from ..adapters.base import BlobInfo
@@ -197,16 +200,49 @@ def _as_json(data: bytes) -> object:
     return json.loads(data.decode("utf-8"))
 
 
+PRINT_LIMIT = 8 * 1024 * 1024
+"""Values up to this size are looked at whole by ``get`` to stdout (JSON is pretty-printed);
+larger ones are streamed to stdout as they are."""
+
+FILE_CHUNK = 4 * 1024 * 1024
+"""``put`` reads its input in chunks of this size."""
+
+
 async def cmd_get(spec: StoreSpec, key: str, output: str | None, raw: bool) -> int:
-    """JSON values pretty-printed; other bytes (or ``raw``) written exactly."""
+    """JSON values pretty-printed; other bytes (or ``raw``) written exactly, streaming."""
     async with store_of(spec) as store:
-        data = await store.get_binary(key)
-    if output is not None and output != "-":
+        chunks = store.iter_binary(key)
         try:
-            Path(output).write_bytes(data)
-        except OSError as exc:
-            raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-        return 0
+            if output is not None and output != "-":
+                await _stream_to_file(chunks, output)
+                return 0
+            head: list[bytes] = []
+            held = 0
+            async for chunk in chunks:
+                head.append(chunk)
+                held += len(chunk)
+                if held > PRINT_LIMIT:
+                    break
+            else:
+                return _print_value(key, b"".join(head), raw)
+            if not raw and sys.stdout.isatty():
+                raise UserError(
+                    f"{key!r} holds more than {human_bytes(PRINT_LIMIT)} of data; "
+                    "use -o FILE, redirect stdout, or --raw to print it anyway"
+                )
+            for chunk in head:
+                await asyncio.to_thread(write_bytes, chunk)
+            del head
+            async for chunk in chunks:
+                await asyncio.to_thread(write_bytes, chunk)
+            return 0
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _print_value(key: str, data: bytes, raw: bool) -> int:
     if not raw:
         try:
             value = _as_json(data)
@@ -222,6 +258,31 @@ async def cmd_get(spec: StoreSpec, key: str, output: str | None, raw: bool) -> i
             )
     write_bytes(data)
     return 0
+
+
+async def _stream_to_file(chunks: AsyncIterator[bytes], output: str) -> None:
+    """Write the chunks to ``output`` through a temp file beside it, then replace it: the
+    file holds its old content or the whole value, never a part (nor anything for a
+    missing key, whose error comes before the file is made)."""
+    first = await anext(chunks, b"")
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.abd-part-{os.urandom(6).hex()}")
+    try:
+        with open(tmp, "xb") as file:
+            try:
+                await asyncio.to_thread(file.write, first)
+                del first
+                async for chunk in chunks:
+                    await asyncio.to_thread(file.write, chunk)
+                await asyncio.to_thread(file.flush)
+                await asyncio.to_thread(os.fsync, file.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 # ----------------------------------------------------------------------------------- put
@@ -254,24 +315,53 @@ def _json_bytes(data: bytes, source: str) -> bytes:
 
 
 async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
-    """Store a file's (or stdin's) bytes under ``key``; ``as_json`` checks them first."""
+    """Store a file's (or stdin's) bytes under ``key``, streaming; ``as_json`` reads them
+    whole and checks them first."""
     validate_key(key, spec.container)
-    if source == "-":
-        data = sys.stdin.buffer.read()
-        label = "stdin"
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read {source}: {exc.strerror or exc}") from None
-        label = source
-    if as_json:
-        data = _json_bytes(data, label)
-    async with store_of(spec) as store:
-        # As set_json would: JSON gets its content type, so info and other tools can tell.
-        await store.set_binary(key, data, content_type=JSON_CONTENT_TYPE if as_json else None)
-    echo(f"put: {key} ({len(data)} bytes{', JSON' if as_json else ''})")
+    label = "stdin" if source == "-" else source
+    try:
+        file = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise UserError(f"cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        size: int | None = None
+        if source != "-":
+            size = os.fstat(file.fileno()).st_size
+        moved = 0
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal moved
+            while True:
+                try:
+                    chunk = await asyncio.to_thread(file.read, FILE_CHUNK)
+                except OSError as exc:
+                    raise UserError(f"cannot read {label}: {exc.strerror or exc}") from None
+                if not chunk:
+                    return
+                moved += len(chunk)
+                yield chunk
+
+        async with store_of(spec) as store:
+            if as_json:
+                data = _json_bytes(b"".join([c async for c in chunks()]), label)
+                # As set_json would: JSON gets its content type, so info and others can tell.
+                await store.set_binary(key, data, content_type=JSON_CONTENT_TYPE)
+                moved = len(data)
+            else:
+                await store.set_binary(key, chunks(), size=_regular_size(file, size))
+    finally:
+        if file is not sys.stdin.buffer:
+            file.close()
+    echo(f"put: {key} ({moved} bytes{', JSON' if as_json else ''})")
     return 0
+
+
+def _regular_size(file: BinaryIO, size: int | None) -> int | None:
+    """The size to announce: a regular file's (a file that then changes size is an error),
+    none for a pipe or a device."""
+    if size is None or not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        return None
+    return size
 
 
 # ------------------------------------------------------------------------------------ rm

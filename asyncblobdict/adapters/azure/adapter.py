@@ -1070,7 +1070,8 @@ class AzureBlobAdapter:
                 buffer += chunk
                 if len(buffer) > self.single_put_threshold or block_ids:
                     while len(buffer) >= block_size:
-                        block = bytes(buffer[:block_size])
+                        with memoryview(buffer) as view:  # one copy, not a slice and a copy
+                            block = bytes(view[:block_size])
                         del buffer[:block_size]
                         await stage(block)
             if size is not None and size != total:
