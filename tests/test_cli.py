@@ -1405,7 +1405,7 @@ def test_cp_memory_is_bounded_by_jobs_times_block(tmp_path: Path) -> None:
         ("local", "get"),
         # Azure's bound is proven with small pieces in
         # tests/test_streaming.py::test_peak_rss_is_bounded_on_azurite; with the default
-        # 4 × 8 MiB in flight (plus copies and allocator slack, ~80-130 MiB here) a 128 MiB
+        # 4 blocks of 8 MiB in flight (plus copies and allocator slack, ~80-130 MiB here) a 128 MiB
         # value is too small to tell holding it from streaming it.
     ],
 )
