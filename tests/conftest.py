@@ -7,7 +7,6 @@ AZURITE_REQUIRED=1.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,9 +16,7 @@ import pytest
 
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter, MemoryAdapter
 from asyncblobdict.adapters.base import Adapter
-
-sys.path.insert(0, str(Path(__file__).parent / "azure"))
-from azurite import Azurite, azurite_for_session
+from tests.azure.azurite import Azurite, azurite_for_session
 
 BACKENDS = ["memory", "local", pytest.param("azure", marks=pytest.mark.azure)]
 

@@ -8,8 +8,6 @@ checks named for it), so a check that cannot fail shows up here.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import unittest
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +36,7 @@ from asyncblobdict.adapters.base import (
 )
 from asyncblobdict.keys import validate_folder_container
 from asyncblobdict.testing import CHECKS, Check, ConformanceError, check_adapter
+from tests.checkout import run_python
 
 NAMES = [check.name for check in CHECKS]
 
@@ -601,13 +600,7 @@ def test_the_suite_is_standard_library_only_and_not_imported_by_the_package() ->
         "new = {m.split('.')[0] for m in set(sys.modules) - before} - {'asyncblobdict'}\n"
         "print(sorted(m for m in new if m not in sys.stdlib_module_names))\n"
     )
-    repo = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + code],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = run_python(code, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

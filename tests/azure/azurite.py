@@ -2,7 +2,7 @@
 
 Plain module, usable from any conftest::
 
-    from azurite import azurite_for_session   # or load tests/azure/azurite.py by path
+    from tests.azure.azurite import azurite_for_session
 
     @pytest.fixture(scope="session")
     def azurite(pytestconfig):

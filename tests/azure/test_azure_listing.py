@@ -12,7 +12,6 @@ from urllib.parse import quote, unquote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mockhttp import Service, mock_adapter, query_of, reply
 
 from asyncblobdict.adapters.azure import listing
 from asyncblobdict.adapters.azure.listing import (
@@ -23,6 +22,7 @@ from asyncblobdict.adapters.azure.listing import (
 )
 from asyncblobdict.adapters.azure.transport import HttpRequest, HttpResponse
 from asyncblobdict.adapters.base import BlobInfo
+from tests.azure.mockhttp import Service, mock_adapter, query_of, reply
 
 # ------------------------------------------------------------------ the oracle
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from azurite import DEV_KEY, Azurite, new_container_name
 
 from asyncblobdict import (
     AuthenticationError,
@@ -20,6 +19,7 @@ from asyncblobdict import (
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
 from asyncblobdict.adapters.base import CREATE, Adapter, Update
+from tests.azure.azurite import DEV_KEY, Azurite, new_container_name
 
 pytestmark = pytest.mark.azure
 

@@ -10,7 +10,6 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from mockhttp import KEY, URL, Service, mock_adapter, reply
 
 from asyncblobdict import (
     AuthenticationError,
@@ -31,6 +30,7 @@ from asyncblobdict.adapters.azure.transport import (
     TransportTimeout,
 )
 from asyncblobdict.adapters.base import CREATE, Update
+from tests.azure.mockhttp import KEY, URL, Service, mock_adapter, reply
 
 TOKEN = "x-ms-meta-abdtoken"
 LOST = AnswerLostError("ServerDisconnectedError: Server disconnected")

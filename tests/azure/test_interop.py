@@ -12,9 +12,9 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from azurite import Azurite
 
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from tests.azure.azurite import Azurite
 
 pytestmark = pytest.mark.azure
 

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from azurite import new_container_name
-from signin_fakes import TENANT, FakeTokenService, HttpsAzurite, Tls
 
 from asyncblobdict.cli import main
+from tests.azure.azurite import new_container_name
+from tests.identity.signin_fakes import TENANT, FakeTokenService, HttpsAzurite, Tls
 
 pytestmark = pytest.mark.azure
 

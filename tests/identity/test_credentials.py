@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signin_fakes import TENANT, FakeClock, FakeSleep, FakeTokenService, use_clock
 
 from asyncblobdict import AuthenticationError
 from asyncblobdict.adapters.azure import (
@@ -25,6 +24,7 @@ from asyncblobdict.adapters.azure import (
     WorkloadIdentityCredential,
 )
 from asyncblobdict.adapters.azure.auth import BearerTokenAuth
+from tests.identity.signin_fakes import TENANT, FakeClock, FakeSleep, FakeTokenService, use_clock
 
 SCOPE = "https://storage.azure.com/.default"
 REPO = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, quote
 
 import aiohttp
 import pytest
-from azurite import DEV_ACCOUNT, DEV_KEY, Azurite, new_container_name
-from signin_fakes import HttpsAzurite
 
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter, ConnectionStringError, generate_sas
+from tests.azure.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, new_container_name
+from tests.identity.signin_fakes import HttpsAzurite
 
 pytestmark = pytest.mark.azure
 

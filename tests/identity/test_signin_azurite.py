@@ -17,17 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from signin_fakes import (
-    KINDS,
-    TENANT,
-    FakeClock,
-    FakeSleep,
-    FakeTokenService,
-    TokenPlan,
-    mint_jwt,
-    use_clock,
-)
-from signin_fakes import storage_claims as claims
 
 from asyncblobdict import AsyncBlobStore, AuthenticationError
 from asyncblobdict.adapters.azure import (
@@ -37,6 +26,17 @@ from asyncblobdict.adapters.azure import (
     CredentialUnavailableError,
     WorkloadIdentityCredential,
 )
+from tests.identity.signin_fakes import (
+    KINDS,
+    TENANT,
+    FakeClock,
+    FakeSleep,
+    FakeTokenService,
+    TokenPlan,
+    mint_jwt,
+    use_clock,
+)
+from tests.identity.signin_fakes import storage_claims as claims
 
 pytestmark = pytest.mark.azure
 

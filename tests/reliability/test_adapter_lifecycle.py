@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import AzuriteInfo, azure_fast_options
-from fault_proxy import ScriptedProxy
 
 from asyncblobdict import StorageError
+from tests.reliability.fault_proxy import ScriptedProxy
+from tests.reliability.support import AzuriteInfo, azure_fast_options
 
 pytestmark = pytest.mark.azure
 

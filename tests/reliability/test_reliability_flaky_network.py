@@ -26,8 +26,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import AzuriteInfo, SecretWatch, azure_fast_options, record, size
-from fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
 
 from asyncblobdict import (
     AsyncBlobDictError,
@@ -38,6 +36,8 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict.codec import encode
+from tests.reliability.fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
+from tests.reliability.support import AzuriteInfo, SecretWatch, azure_fast_options, record, size
 
 pytestmark = pytest.mark.azure
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import record, size
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +40,7 @@ from asyncblobdict import (
 )
 from asyncblobdict.codec import encode
 from asyncblobdict.keys import validate_key
+from tests.reliability.support import record, size
 
 T = TypeVar("T")
 EXAMPLES = size("ABD_FUZZ_EXAMPLES", 200)

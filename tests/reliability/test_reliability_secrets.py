@@ -18,17 +18,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import pytest
-from conftest import (
-    DEV_ACCOUNT,
-    DEV_KEY,
+
+from asyncblobdict import AsyncBlobDictError, AsyncBlobStore
+from tests.azure.azurite import DEV_ACCOUNT, DEV_KEY
+from tests.reliability.fault_proxy import FaultProxy, FaultRates
+from tests.reliability.support import (
     AzuriteInfo,
     SecretWatch,
     azure_fast_options,
     record,
 )
-from fault_proxy import FaultProxy, FaultRates
-
-from asyncblobdict import AsyncBlobDictError, AsyncBlobStore
 
 pytestmark = pytest.mark.azure
 

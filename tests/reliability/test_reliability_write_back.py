@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AzuriteInfo, SecretWatch, azure_fast_options, record
-from fault_proxy import FaultProxy
 
 from asyncblobdict import (
     AsyncBlobStore,
@@ -28,6 +26,8 @@ from asyncblobdict import (
     MemoryAdapter,
     StorageError,
 )
+from tests.reliability.fault_proxy import FaultProxy
+from tests.reliability.support import AzuriteInfo, SecretWatch, azure_fast_options, record
 
 N_KEYS = 40
 counts: dict[str, int] = {"closes_refused": 0, "dirty_entries_kept": 0, "entries_later_synced": 0}
