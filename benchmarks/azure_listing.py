@@ -35,16 +35,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from asyncblobdict.adapters.azure import listing
 

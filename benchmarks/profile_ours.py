@@ -19,16 +19,15 @@ import io
 import os
 import pstats
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# Sibling modules: Python puts a script's own folder first on sys.path.
+import worker
+from run import azure_workloads, local_workloads
 
-import worker  # noqa: E402
-from run import azure_workloads, local_workloads  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:

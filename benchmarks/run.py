@@ -29,17 +29,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+# Sibling modules: Python puts a script's own folder first on sys.path.
+from azurite import ACCOUNT, KEY, Azurite
+from report import write_report
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 ORIGINAL_VENV = HERE / ".venv-original"
 ORIGINAL_VERSION = "0.1.133"
 MiB = 1024 * 1024
-
-sys.path.insert(0, str(HERE))
-
-from azurite import ACCOUNT, KEY, Azurite  # noqa: E402
-from report import write_report  # noqa: E402
 
 
 def log(msg: str) -> None:
