@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # Sibling modules: Python puts a script's own folder first on sys.path.
 import worker
@@ -51,7 +52,7 @@ def main() -> None:
         from azurite import ACCOUNT, KEY, Azurite
 
         az = Azurite().start()
-        spec = {
+        spec: dict[str, Any] = {
             "impl": "ours",
             "backend": "azure",
             "endpoint": az.endpoint,

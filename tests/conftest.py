@@ -48,7 +48,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Adap
         root = tmp_path / "store"
         return lambda: LocalFileAdapter(root)
     server: Azurite = request.getfixturevalue("azurite")
-    return server.new_adapter  # type: ignore[no-any-return]
+    return server.new_adapter
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import unittest
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -145,14 +145,14 @@ class ReferenceAdapter:
         async for name in names:
             yield name
 
-    def _fold(self, keys: list[str], prefix: str) -> AsyncIterator[str]:
+    def _fold(self, keys: Sequence[str], prefix: str) -> AsyncIterator[str]:
         return fold_levels(_aiter(keys), prefix)
 
     async def close(self) -> None:
         pass
 
 
-async def _aiter(items: list[str]) -> AsyncIterator[str]:
+async def _aiter(items: Iterable[str]) -> AsyncIterator[str]:
     for item in items:
         yield item
 
@@ -329,7 +329,7 @@ class MissingContainerRaises(ReferenceAdapter):
 
 
 class FoldsFolderPerKey(ReferenceAdapter):
-    async def _fold(self, keys: list[str], prefix: str) -> AsyncIterator[str]:
+    async def _fold(self, keys: Sequence[str], prefix: str) -> AsyncIterator[str]:
         for key in keys:
             cut = key.find("/", len(prefix))
             yield key if cut < 0 else key[: cut + 1]

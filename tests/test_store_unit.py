@@ -224,7 +224,7 @@ async def test_read_racing_a_write_never_caches_old_bytes() -> None:
     gate = asyncio.Event()
 
     class SlowGet(MemoryAdapter):
-        async def get(self, container: str, key: str) -> tuple[bytes, str]:
+        async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
             result = await super().get(container, key)
             await gate.wait()
             return result

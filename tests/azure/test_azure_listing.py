@@ -81,7 +81,7 @@ def tree_names(body: bytes) -> tuple[list[str], str | None]:
 # Characters XML 1.0 can carry, with the awkward ones often.
 XML_CHAR = st.one_of(
     st.sampled_from([*"&<>\"'/ %+#?;=\t\n", "\r", "ü", "中", "😀", "\u2028"]),
-    st.characters(min_codepoint=0x20, max_codepoint=0xFFFD, blacklist_categories=("Cs",)),
+    st.characters(min_codepoint=0x20, max_codepoint=0xFFFD, blacklist_categories=["Cs"]),
 )
 NAMES = st.text(XML_CHAR, min_size=0, max_size=12)
 

@@ -356,7 +356,7 @@ class Sent:
     def write(self, status: int, **headers: str) -> Any:
         def answer(request: HttpRequest) -> HttpResponse:
             self.headers.append(dict(request.headers))
-            return reply(status, **headers)
+            return reply(status, b"", **headers)
 
         return answer
 

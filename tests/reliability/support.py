@@ -18,9 +18,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.azure.azurite import DEV_ACCOUNT, DEV_KEY
+
+if TYPE_CHECKING:
+    from asyncblobdict.adapters.azure import AzureBlobAdapter
 
 __all__ = [
     "REPO_ROOT",
@@ -95,7 +98,7 @@ class AzuriteInfo:
             f"BlobEndpoint={endpoint or self.endpoint};"
         )
 
-    def new_adapter(self, endpoint: str | None = None, **options: Any) -> Any:
+    def new_adapter(self, endpoint: str | None = None, **options: Any) -> AzureBlobAdapter:
         from asyncblobdict import AzureBlobAdapter
 
         return AzureBlobAdapter.from_connection_string(self.connection_string(endpoint), **options)

@@ -35,6 +35,7 @@ from asyncblobdict import (
     ConcurrencyMode,
     StorageError,
 )
+from asyncblobdict.adapters.base import Adapter
 from asyncblobdict.codec import encode
 from tests.reliability.fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
 from tests.reliability.support import AzuriteInfo, SecretWatch, azure_fast_options, record, size
@@ -82,7 +83,7 @@ def bump(value: Any) -> Any:
 
 
 class Run:
-    def __init__(self, store: AsyncBlobStore, direct: Any, container: str, seed: int) -> None:
+    def __init__(self, store: AsyncBlobStore, direct: Adapter, container: str, seed: int) -> None:
         self.store = store
         self.direct = direct
         self.container = container

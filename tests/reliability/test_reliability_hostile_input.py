@@ -85,7 +85,7 @@ class Sandbox:
         return out
 
     def run(self, coro: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
         self.run(self.local.close())
@@ -289,7 +289,7 @@ class BadEq(dict[str, Any]):
     def __eq__(self, other: object) -> bool:
         raise RuntimeError("no comparing")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 offsets = st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60, 23 * 60))
