@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.azure.azurite import DEV_KEY, Azurite
-from tests.reliability.support import AzuriteInfo, LogCollector, SecretWatch
+from tests.reliability.support import (
+    AzuriteInfo,
+    LogCollector,
+    SecretWatch,
+    use_default_results_dir,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _results_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without ABD_RELIABILITY_RESULTS the scenarios' counts go to a folder of this session
+    under pytest's temporary root, never into the working folder."""
+    if not os.environ.get("ABD_RELIABILITY_RESULTS"):
+        use_default_results_dir(tmp_path_factory.mktemp("reliability-results"))
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 Every scenario's size comes from an environment variable (see docs/reliability.md);
 ``ABD_RELIABILITY_SCALE`` multiplies every default at once. Each scenario prints its counts
-and writes them to ``$ABD_RELIABILITY_RESULTS/<scenario>.json`` (default
-``.reliability-results/`` in the working directory), from which the figures in
+and writes them to ``$ABD_RELIABILITY_RESULTS/<scenario>.json`` (default: a temporary folder
+of the pytest session, never the working folder), from which the figures in
 docs/reliability.md come.
 """
 
@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "child_env",
     "record",
     "results_dir",
+    "use_default_results_dir",
     "scale",
     "size",
 ]
@@ -52,8 +54,22 @@ def size(name: str, default: int, minimum: int = 1, *, scaled: bool = True) -> i
     return max(minimum, round(default * scale()) if scaled else default)
 
 
+_default_results: list[Path] = []  # the session's temporary folder, once made
+
+
+def use_default_results_dir(path: Path) -> None:
+    """Make ``path`` the folder for results when ABD_RELIABILITY_RESULTS is not set."""
+    _default_results[:] = [path]
+
+
 def results_dir() -> Path:
-    return Path(os.environ.get("ABD_RELIABILITY_RESULTS", ".reliability-results"))
+    """$ABD_RELIABILITY_RESULTS, else the session's temporary folder (else a new one)."""
+    chosen = os.environ.get("ABD_RELIABILITY_RESULTS")
+    if chosen:
+        return Path(chosen)
+    if not _default_results:
+        _default_results.append(Path(tempfile.mkdtemp(prefix="abd-reliability-results-")))
+    return _default_results[0]
 
 
 def record(scenario: str, counts: dict[str, Any]) -> None:
@@ -69,10 +85,11 @@ def record(scenario: str, counts: dict[str, Any]) -> None:
         },
         "env": {k: v for k, v in os.environ.items() if k.startswith("ABD_")},
     }
-    print(f"\n[reliability] {scenario}: {json.dumps(counts, sort_keys=True)}")
     out = results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{scenario}.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    path = out / f"{scenario}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    print(f"\n[reliability] {scenario}: {json.dumps(counts, sort_keys=True)} ({path})")
 
 
 # ----------------------------------------------------------------------------- Azurite
