@@ -1374,6 +1374,24 @@ async def test_a_file_appended_to_or_truncated_is_hashed_again(
     assert await pair(a, "c", "k") == (data[:10], quoted_md5(data[:10]))
 
 
+async def test_a_file_grown_with_its_mtime_put_back_is_hashed_again(
+    meta_adapter: LocalFileAdapter,
+) -> None:
+    # A program that keeps files' times (cp -p, rsync -t, tar) can put the write's mtime
+    # back after changing the bytes: the size still shows it is not the recorded version.
+    a = meta_adapter
+    data = os.urandom(BIG)
+    await a.put("c", "k", data)
+    path = a.root / "c" / "k"
+    mark = path.stat().st_mtime_ns
+    with open(path, "ab") as f:
+        f.write(b"tail")
+    os.utime(path, ns=(mark, mark))
+    assert path.stat().st_mtime_ns == mark
+    assert (await a.head("c", "k")).etag == quoted_md5(data + b"tail")  # type: ignore[union-attr]
+    assert await pair(a, "c", "k") == (data + b"tail", quoted_md5(data + b"tail"))
+
+
 @pytest.mark.parametrize("odd_mtime", [False, True])
 async def test_a_file_written_by_another_program_gets_the_right_etag(
     adapter: LocalFileAdapter, odd_mtime: bool
