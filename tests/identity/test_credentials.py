@@ -349,6 +349,12 @@ async def test_foreign_credential_expired_token_is_not_used() -> None:
         await auth.token()
 
 
+async def test_foreign_credential_handing_out_an_expired_token_is_an_error() -> None:
+    auth = BearerTokenAuth(Foreign(lifetime=-10))  # a token service whose clock is behind
+    with pytest.raises(AuthenticationError, match="returned a token that has expired"):
+        await auth.token()
+
+
 def test_extras_identity_has_cryptography_and_azure_has_aiohttp_only() -> None:
     tomllib = pytest.importorskip("tomllib")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
