@@ -14,6 +14,7 @@ import warnings
 import weakref
 from collections import Counter
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -491,7 +492,7 @@ class AsyncBlobStore:
 
     async def iter_keys(
         self, prefix: str = "", *, delimiter: str | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield every key starting with ``prefix`` in the adapter's order, without a list.
 
         ``delimiter`` as for :meth:`list_keys`. In WRITE_BACK mode pending deletes are left

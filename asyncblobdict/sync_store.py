@@ -19,7 +19,15 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
@@ -363,7 +371,9 @@ class BlobStore:
         """Every key starting with ``prefix``, sorted (one level with ``delimiter="/"``)."""
         return self._run(self._store.list_keys(prefix, delimiter=delimiter))
 
-    def iter_keys(self, prefix: str = "", *, delimiter: str | None = None) -> Iterator[str]:
+    def iter_keys(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> Generator[str, None, None]:
         """Yield the keys starting with ``prefix`` in the adapter's order, without a list.
 
         Names come from the store's thread a thousand at a time. Closing the iterator early

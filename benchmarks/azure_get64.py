@@ -21,15 +21,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from azurite import Azurite
+from azurite import Azurite  # benchmarks/azurite.py: this script's folder is on sys.path
 
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter

@@ -13,13 +13,10 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/azurite.py
-from azurite import Azurite
+from azurite import Azurite  # benchmarks/azurite.py: this script's folder is on sys.path
 
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter

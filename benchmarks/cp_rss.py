@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from azurite import Azurite
+from azurite import Azurite  # benchmarks/azurite.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024

@@ -19,16 +19,16 @@ import io
 import os
 import pstats
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+# Sibling modules: Python puts a script's own folder first on sys.path.
+import worker
+from run import azure_workloads, local_workloads
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import worker  # noqa: E402
-from run import azure_workloads, local_workloads  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
         from azurite import ACCOUNT, KEY, Azurite
 
         az = Azurite().start()
-        spec = {
+        spec: dict[str, Any] = {
             "impl": "ours",
             "backend": "azure",
             "endpoint": az.endpoint,

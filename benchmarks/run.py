@@ -29,17 +29,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+# Sibling modules: Python puts a script's own folder first on sys.path.
+from azurite import ACCOUNT, KEY, Azurite
+from report import write_report
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 ORIGINAL_VENV = HERE / ".venv-original"
 ORIGINAL_VERSION = "0.1.133"
 MiB = 1024 * 1024
-
-sys.path.insert(0, str(HERE))
-
-from azurite import ACCOUNT, KEY, Azurite  # noqa: E402
-from report import write_report  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -347,7 +346,12 @@ def bench_azure(quick: bool, repeats: int) -> dict[str, Any]:
     for rep in range(repeats):
         with Azurite(memory_limit_mb=2048) as az:
             log(f"Azurite on port {az.port}")
-            base = {"backend": "azure", "endpoint": az.endpoint, "account": ACCOUNT, "key": KEY}
+            base: dict[str, Any] = {
+                "backend": "azure",
+                "endpoint": az.endpoint,
+                "account": ACCOUNT,
+                "key": KEY,
+            }
             # Azurite's in-memory store slows every request down 2-3x once it holds 10,000
             # blobs, so list_10k runs last, after the other workloads of all variants.
             for phase in ("main", "list"):
@@ -377,7 +381,12 @@ def bench_azure(quick: bool, repeats: int) -> dict[str, Any]:
                         runs.setdefault(variant, {}).setdefault(name, []).append(r)
     reps = 1 if quick else 3
     with Azurite(memory_limit_mb=2048) as az:
-        base = {"backend": "azure", "endpoint": az.endpoint, "account": ACCOUNT, "key": KEY}
+        base = {
+            "backend": "azure",
+            "endpoint": az.endpoint,
+            "account": ACCOUNT,
+            "key": KEY,
+        }
         for variant, (impl, _) in AZURE_VARIANTS.items():
             per: dict[str, list[dict[str, Any]]] = {}
             for _ in range(reps):

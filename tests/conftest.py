@@ -7,21 +7,26 @@ AZURITE_REQUIRED=1.
 
 from __future__ import annotations
 
-import sys
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter, MemoryAdapter
 from asyncblobdict.adapters.base import Adapter
-
-sys.path.insert(0, str(Path(__file__).parent / "azure"))
-from azurite import Azurite, azurite_for_session
+from tests.azure.azurite import Azurite, azurite_for_session
 
 BACKENDS = ["memory", "local", pytest.param("azure", marks=pytest.mark.azure)]
+
+# Hypothesis keeps its example database and caches in ./.hypothesis unless told otherwise:
+# a folder of the system's temporary directory instead, kept across runs (failing examples
+# are replayed) and never in the working folder or the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"asyncblobdict-hypothesis-{os.getuid()}")
 
 
 def new_container() -> str:
@@ -51,7 +56,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Adap
         root = tmp_path / "store"
         return lambda: LocalFileAdapter(root)
     server: Azurite = request.getfixturevalue("azurite")
-    return server.new_adapter  # type: ignore[no-any-return]
+    return server.new_adapter
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ from asyncblobdict import (
     register_scheme,
 )
 from asyncblobdict.addresses import locate, schemes
+from tests.checkout import run_python
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = "U2VjcmV0QWNjb3VudEtleU5ldmVyU2hvd24xMjM0NQ=="
 SECRET_CONN = f"AccountName=acct;AccountKey={SECRET};EndpointSuffix=core.windows.net"
 
@@ -198,8 +196,7 @@ def test_azure_location_keeps_the_secret_out_of_its_repr() -> None:
 
 def test_azure_address_imports_aiohttp_only_when_opened() -> None:
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "sys.modules['aiohttp'] = None  # as if it were not installed\n"
+        "import sys; sys.modules['aiohttp'] = None  # as if it were not installed\n"
         "from asyncblobdict import open_store\n"
         "from asyncblobdict.addresses import locate\n"
         "print(locate('azure:box', connection_string='UseDevelopmentStorage=true').label)\n"
@@ -208,7 +205,7 @@ def test_azure_address_imports_aiohttp_only_when_opened() -> None:
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    out = run_python(code)
     lines = out.stdout.splitlines()
     assert lines[0] == "azure:box (development storage)", out.stderr
     assert 'pip install "aiohttp>=3.11,<4"' in lines[1]

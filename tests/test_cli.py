@@ -1301,16 +1301,16 @@ async def test_cp_falls_back_to_get_and_put_without_streaming(tmp_path: Path) ->
     assert not isinstance(src, StreamingAdapter)
     big = os.urandom(3 * 1024 * 1024 + 5)
     await src.put("a", "big", big, content_type="application/x-big", metadata={"k": "v"})
-    stats = await copy_keys(src, "a", dst, "b")  # type: ignore[arg-type]
+    stats = await copy_keys(src, "a", dst, "b")
     assert (stats.copied, stats.copied_bytes, stats.failed) == (1, len(big), [])
     data, info = await dst.get("b", "big")
     assert data == big
     assert (info.content_type, dict(info.metadata)) == ("application/x-big", {"k": "v"})
     # Streaming source into the plain destination, and back: the same bytes.
     local = LocalFileAdapter(tmp_path / "s")
-    stats = await copy_keys(dst, "b", local, "c")  # type: ignore[arg-type]
+    stats = await copy_keys(dst, "b", local, "c")
     assert stats.copied == 1 and (await local.get("c", "big"))[0] == big
-    again = await copy_keys(local, "c", src, "a")  # type: ignore[arg-type]
+    again = await copy_keys(local, "c", src, "a")
     assert (again.copied, again.skipped) == (0, 1)  # MD5 hashed from the stream
 
 

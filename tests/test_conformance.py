@@ -8,10 +8,8 @@ checks named for it), so a check that cannot fail shows up here.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import unittest
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +36,7 @@ from asyncblobdict.adapters.base import (
 )
 from asyncblobdict.keys import validate_folder_container
 from asyncblobdict.testing import CHECKS, Check, ConformanceError, check_adapter
+from tests.checkout import run_python
 
 NAMES = [check.name for check in CHECKS]
 
@@ -146,14 +145,14 @@ class ReferenceAdapter:
         async for name in names:
             yield name
 
-    def _fold(self, keys: list[str], prefix: str) -> AsyncIterator[str]:
+    def _fold(self, keys: Sequence[str], prefix: str) -> AsyncIterator[str]:
         return fold_levels(_aiter(keys), prefix)
 
     async def close(self) -> None:
         pass
 
 
-async def _aiter(items: list[str]) -> AsyncIterator[str]:
+async def _aiter(items: Iterable[str]) -> AsyncIterator[str]:
     for item in items:
         yield item
 
@@ -330,7 +329,7 @@ class MissingContainerRaises(ReferenceAdapter):
 
 
 class FoldsFolderPerKey(ReferenceAdapter):
-    async def _fold(self, keys: list[str], prefix: str) -> AsyncIterator[str]:
+    async def _fold(self, keys: Sequence[str], prefix: str) -> AsyncIterator[str]:
         for key in keys:
             cut = key.find("/", len(prefix))
             yield key if cut < 0 else key[: cut + 1]
@@ -601,13 +600,7 @@ def test_the_suite_is_standard_library_only_and_not_imported_by_the_package() ->
         "new = {m.split('.')[0] for m in set(sys.modules) - before} - {'asyncblobdict'}\n"
         "print(sorted(m for m in new if m not in sys.stdlib_module_names))\n"
     )
-    repo = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + code],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = run_python(code, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

@@ -262,13 +262,27 @@ def test_output_blocks_follow_a_program() -> None:
     assert claimed == sum(b.is_output for b in BLOCKS), "an <!-- output --> block has no program"
 
 
-def test_matching_rules() -> None:
+def test_every_expected_output_can_fail() -> None:
+    """No expected output in the docs is so loose that any output fits it: a program that
+    printed nothing, or something else, would fail its block."""
+    # The rules CONTRIBUTING.md states, which the refusals below rely on.
     assert matches("a\n...\nd\n", "a\nb\nc\nd\n")
     assert matches("a\n...\nb\n", "a\nb\n")
     assert matches("x = ...!\n", "x = 42!\n")
     assert not matches("a\nb\n", "a\nc\n")
     assert not matches("", "something\n")
     assert matches("", "")
+    expected = [(b.name, b.expected) for b in BLOCKS if b.runs and b.expected is not None]
+    for block in BLOCKS:
+        if block.runs and block.lang == "console":
+            expected += [(f"{block.name} $ {c}", out) for c, out in _console(block)[1] if out]
+    assert len(expected) >= 20
+    loose = [
+        name
+        for name, output in expected
+        if matches(output, "") or matches(output, "@@ not what the docs show @@\n")
+    ]
+    assert loose == []
 
 
 # --------------------------------------------------------------------------------- links

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# -I keeps the environment out; the path makes the child import this checkout's package, not
-# whichever copy is installed.
-THIS_CHECKOUT = f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+from tests.checkout import run_python
 
-CHECK = (
-    THIS_CHECKOUT
-    + """
+CHECK = """
+import sys
 before = set(sys.modules)
 import asyncblobdict
 from asyncblobdict import *  # noqa: F403
 new = {m.split(".")[0] for m in set(sys.modules) - before}
 print(sorted(m for m in new if m not in sys.stdlib_module_names and m != "asyncblobdict"))
 """
-)
 
 
 def test_import_loads_only_the_standard_library() -> None:
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", CHECK], capture_output=True, text=True, check=True
-    )
+    out = run_python(CHECK, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
 
@@ -55,7 +44,7 @@ def test_public_names() -> None:
 
 
 def test_azure_adapter_without_aiohttp_names_the_extra() -> None:
-    code = THIS_CHECKOUT + (
+    code = (
         "import sys; sys.modules['aiohttp'] = None\n"
         "import asyncblobdict\n"
         "try:\n"
@@ -63,7 +52,7 @@ def test_azure_adapter_without_aiohttp_names_the_extra() -> None:
         "except ImportError as e:\n"
         "    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    out = run_python(code)
     # How to get aiohttp for this code: the extra from a clone, or aiohttp itself; never
     # "asyncblobdict[azure]", which from PyPI installs the unrelated original library.
     assert 'pip install "aiohttp>=3.11,<4"' in out.stdout, out.stdout + out.stderr
@@ -81,14 +70,14 @@ def test_unknown_attribute(name: str) -> None:
 
 def test_connection_strings_parse_without_aiohttp() -> None:
     # The command line and open_store read connection strings: that must not need aiohttp.
-    code = THIS_CHECKOUT + (
-        "sys.modules['aiohttp'] = None  # as if it were not installed\n"
+    code = (
+        "import sys; sys.modules['aiohttp'] = None  # as if it were not installed\n"
         "from asyncblobdict.adapters.azure_connection import account_label, "
         "parse_connection_string\n"
         "info = parse_connection_string('UseDevelopmentStorage=true')\n"
         "print(info.account_name, account_label('AccountName=acct;AccountKey=a2V5'))\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    out = run_python(code)
     assert out.stdout.split() == ["devstoreaccount1", "account", "acct"], out.stderr
 
 

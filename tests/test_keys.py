@@ -106,8 +106,17 @@ NONCHARACTERS = [
 ]
 
 
-def test_there_are_66_noncharacters() -> None:
-    assert len(set(NONCHARACTERS)) == 66
+def test_every_other_character_is_allowed() -> None:
+    """Keys and prefixes refuse the 66 non-characters, and of the rest of Unicode only the
+    control characters, the backslash and lone surrogates: every other code point passes."""
+    assert len(set(NONCHARACTERS)) == 66  # U+FDD0-U+FDEF, and U+nFFFE, U+nFFFF of 17 planes
+    refused = {*NONCHARACTERS, *range(0x20), *range(0x7F, 0xA0), ord("\\"), *range(0xD800, 0xE000)}
+    allowed = "".join(chr(c) for c in range(0x110000) if c not in refused)
+    for start in range(0, len(allowed), 1000):
+        chunk = allowed[start : start + 1000]
+        assert validate_prefix(chunk) == chunk
+        key = "k" + chunk.replace("/", "")  # one segment
+        assert validate_key(key) == key
 
 
 @pytest.mark.parametrize("code", NONCHARACTERS, ids=lambda c: f"U+{c:04X}")

@@ -32,7 +32,15 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict.adapters import local as local_module
-from asyncblobdict.adapters.base import CREATE, OVERWRITE, Adapter, BlobInfo, Update, fold_levels
+from asyncblobdict.adapters.base import (
+    CREATE,
+    OVERWRITE,
+    Adapter,
+    BlobInfo,
+    Update,
+    check_condition,
+    fold_levels,
+)
 
 TEMP = ".k.abd-tmp-0123456789abcdef"
 
@@ -492,7 +500,7 @@ async def test_a_fork_during_a_write_does_not_keep_the_lock(
     a = LocalFileAdapter(tmp_path, durable=False)
     await a.put("c", "k", b"0")
     inside, release = threading.Event(), threading.Event()
-    real_check = local_module.check_condition
+    real_check = check_condition  # what local.py calls
 
     def pausing_check(*args: Any) -> None:
         inside.set()  # we are in the I/O thread, holding the key's stripe lock
@@ -1180,7 +1188,8 @@ async def test_a_filesystem_without_extended_attributes_is_probed_once(
 
     monkeypatch.setattr(os, "setxattr", unsupported)
     a = LocalFileAdapter(tmp_path)
-    assert a.metadata_store == "xattr"
+    before = a.metadata_store
+    assert before == "xattr"
     for i in range(5):
         await a.put("c", f"k{i}", b"v", metadata={"i": str(i)})
     assert calls == [1] and a.metadata_store == "sidecar"
@@ -1363,6 +1372,24 @@ async def test_a_file_appended_to_or_truncated_is_hashed_again(
     assert (await a.head("c", "k")).etag == quoted_md5(data + b"tail")  # type: ignore[union-attr]
     os.truncate(path, 10)
     assert await pair(a, "c", "k") == (data[:10], quoted_md5(data[:10]))
+
+
+async def test_a_file_grown_with_its_mtime_put_back_is_hashed_again(
+    meta_adapter: LocalFileAdapter,
+) -> None:
+    # A program that keeps files' times (cp -p, rsync -t, tar) can put the write's mtime
+    # back after changing the bytes: the size still shows it is not the recorded version.
+    a = meta_adapter
+    data = os.urandom(BIG)
+    await a.put("c", "k", data)
+    path = a.root / "c" / "k"
+    mark = path.stat().st_mtime_ns
+    with open(path, "ab") as f:
+        f.write(b"tail")
+    os.utime(path, ns=(mark, mark))
+    assert path.stat().st_mtime_ns == mark
+    assert (await a.head("c", "k")).etag == quoted_md5(data + b"tail")  # type: ignore[union-attr]
+    assert await pair(a, "c", "k") == (data + b"tail", quoted_md5(data + b"tail"))
 
 
 @pytest.mark.parametrize("odd_mtime", [False, True])

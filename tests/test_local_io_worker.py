@@ -63,12 +63,17 @@ async def test_many_concurrent_jobs_all_settle_in_batches() -> None:
 
 async def test_cancelled_job_is_dropped_and_the_pool_keeps_working() -> None:
     worker = IOWorker(1)
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
     ran: list[int] = []
+
+    def block() -> bool:
+        started.set()
+        return gate.wait(30)
+
     try:
-        blocker = asyncio.ensure_future(worker.run(gate.wait, 5))
-        queued = asyncio.ensure_future(worker.run(ran.append, 1))
-        await asyncio.sleep(0.01)
+        blocker = worker.run(block)
+        queued = worker.run(ran.append, 1)  # behind the blocker on the only thread
+        assert await asyncio.to_thread(started.wait, 30)  # the thread is busy with the blocker
         queued.cancel()
         gate.set()
         assert await blocker is True

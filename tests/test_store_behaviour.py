@@ -356,7 +356,7 @@ async def test_shared_adapter_is_closed_by_its_owner_only(
         closes += 1
         await real_close()
 
-    adapter.close = counting_close  # type: ignore[method-assign]
+    adapter.close = counting_close
     one = AsyncBlobStore(adapter, container, owns_adapter=False)
     two = AsyncBlobStore(adapter, container, owns_adapter=False)
     await one.set_json("k", 1)

@@ -27,6 +27,7 @@ from asyncblobdict import (
     MemoryAdapter,
     SerializationError,
     StorageError,
+    SyncResult,
 )
 from asyncblobdict.adapters.base import Adapter
 
@@ -391,6 +392,29 @@ async def test_15_write_back_replays_in_order(tmp_path: Path) -> None:
     reader = AsyncBlobStore(LocalFileAdapter(tmp_path), "c")
     assert await reader.list_keys() == ["a"]
     assert await reader.get_json("a") == 2
+
+
+@pytest.mark.parametrize(("old", "new"), [("a/b", "a"), ("a", "a/b")])
+async def test_15_related_keys_replay_one_after_the_other_at_any_concurrency(
+    old: str, new: str
+) -> None:
+    # With sync_concurrency > 1 unrelated keys are written at once, but a change to a key
+    # starts only after the change to its folder or to a key below it, made before, has
+    # ended (on the local backend one is the other's folder).
+    gated = Gated(MemoryAdapter())
+    await AsyncBlobStore(gated, "c").set_json(old, 1)
+    store = AsyncBlobStore(gated, "c", "write_back", sync_concurrency=16)
+    await store.set_json("z", 3)
+    await store.delete(old)
+    await store.set_json(new, 2)
+    gated.hold_after_write = release = asyncio.Event()
+    syncing = asyncio.ensure_future(store.sync())
+    await gated.wait_landed(3)  # the first put, then the put of z and the delete of old
+    assert gated.in_flight == 2, f"{new} started while {old} was still being deleted"
+    release.set()
+    assert await syncing == SyncResult(written=sorted([new, "z"]), deleted=[old], skipped=[])
+    assert gated.landed == 4
+    assert await AsyncBlobStore(gated, "c").list_keys() == sorted([new, "z"])
 
 
 # -- 17: update_json never hands the caller's default object to fn ------------------------

@@ -91,10 +91,11 @@ async def test_sync_failure_reports_after_trying_every_key() -> None:
 
 
 async def test_write_during_sync_stays_dirty() -> None:
-    gate = asyncio.Event()
+    entered, gate = asyncio.Event(), asyncio.Event()
 
     class SlowPut(MemoryAdapter):
         async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+            entered.set()
             await gate.wait()
             return await super().put(container, key, data, **kw)
 
@@ -102,11 +103,11 @@ async def test_write_during_sync_stays_dirty() -> None:
     store = AsyncBlobStore(adapter, "c", cache_mode=CacheMode.WRITE_BACK)
     await store.set_json("k", 1)
     syncing = asyncio.ensure_future(store.sync())
-    await asyncio.sleep(0.01)  # the sync is now waiting inside put
+    await asyncio.wait_for(entered.wait(), 30)  # the sync is now waiting inside put
     # Made while the sync writes the key: it waits for that write, then stays pending.
     setting = asyncio.ensure_future(store.set_json("k", 2))
-    await asyncio.sleep(0.01)
-    assert not setting.done()
+    done, _ = await asyncio.wait({setting}, timeout=0.05)  # time it would need to finish
+    assert not done
     gate.set()
     assert (await syncing).written == ["k"]
     await setting
@@ -224,18 +225,21 @@ async def test_read_racing_a_write_never_caches_old_bytes() -> None:
     gate = asyncio.Event()
 
     class SlowGet(MemoryAdapter):
-        async def get(self, container: str, key: str) -> tuple[bytes, str]:
+        async def get(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
             result = await super().get(container, key)
+            read.set()
             await gate.wait()
             return result
 
+    read = asyncio.Event()
     adapter = SlowGet()
     await AsyncBlobStore(adapter, "c").set_json("k", "old")
     store = AsyncBlobStore(adapter, "c", "write_through")
     reading = asyncio.ensure_future(store.get_json("k"))
-    await asyncio.sleep(0)
-    writing = asyncio.ensure_future(store.set_json("k", "new"))  # waits for the read
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(read.wait(), 30)  # the old bytes are read, not yet cached
+    writing = asyncio.ensure_future(store.set_json("k", "new"))
+    done, _ = await asyncio.wait({writing}, timeout=0.05)  # time it would need to finish
+    assert not done, "the write did not wait for the read in flight"
     gate.set()
     assert await reading == "old"
     await writing

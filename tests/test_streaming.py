@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,8 @@ import pytest
 
 from asyncblobdict import AsyncBlobStore, BlobNotFoundError, ConcurrencyError, StorageError
 from asyncblobdict.adapters.base import StreamingAdapter
+from tests.checkout import run_python
+from tests.reliability.fault_proxy import ScriptedProxy
 
 MiB = 1024 * 1024
 Factory = Callable[..., AsyncBlobStore]
@@ -55,7 +55,11 @@ async def test_streamed_write_and_read(store_factory: Factory) -> None:
     info = await store.info("a/big")
     assert info is not None and info.size == len(data) and info.content_type == "x/y"
     # A sync iterable of bytes-like chunks of every kind.
-    parts = [data[:10], bytearray(data[10:1000]), memoryview(data[1000:])]
+    parts: list[bytes | bytearray | memoryview] = [
+        data[:10],
+        bytearray(data[10:1000]),
+        memoryview(data[1000:]),
+    ]
     await store.set_binary("sync", iter(parts))
     assert await store.get_binary("sync") == data
 
@@ -119,7 +123,7 @@ async def test_a_failing_stream_stores_nothing(store_factory: Factory, tmp_path:
     with pytest.raises(StorageError):
         await store.set_binary("k", _achunks(b"12345", 2), size=6)
     with pytest.raises(Exception, match="chunk of type str"):
-        await store.set_binary("k", iter([b"ok", "not bytes"]))  # type: ignore[list-item]
+        await store.set_binary("k", iter([b"ok", "not bytes"]))  # type: ignore[arg-type]
     assert await store.get_binary("k") == b"old"
 
 
@@ -136,8 +140,7 @@ async def test_cancelled_stream_leaves_nothing(store_factory: Factory, tmp_path:
         yield b"never"
 
     task = asyncio.ensure_future(store.set_binary("k", stalls()))
-    await started.wait()
-    await asyncio.sleep(0.05)  # let the first chunk reach the adapter
+    await started.wait()  # asked for the second chunk: the adapter has taken the first
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -258,23 +261,22 @@ async def test_etag_mode_streamed_writes_and_reads(store_factory: Factory) -> No
 
 _RSS_CHILD = r"""
 import asyncio, os, resource, sys, hashlib
-sys.path.insert(0, sys.argv[1])
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter
 
-SIZE = int(sys.argv[3])
+SIZE = int(sys.argv[2])
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 async def main():
-    src = os.path.join(sys.argv[2], "src.bin")
+    src = os.path.join(sys.argv[1], "src.bin")
     with open(src, "wb") as f:
         block = os.urandom(1 << 20)
         for _ in range(SIZE >> 20):
             f.write(block)
     base = peak()
-    async with AsyncBlobStore(LocalFileAdapter(os.path.join(sys.argv[2], "root")), "c") as store:
+    async with AsyncBlobStore(LocalFileAdapter(os.path.join(sys.argv[1], "root")), "c") as store:
         await store.set_file("k", src)
-        await store.get_file("k", os.path.join(sys.argv[2], "dst.bin"))
+        await store.get_file("k", os.path.join(sys.argv[1], "dst.bin"))
         n = 0
         async for chunk in store.iter_binary("k"):
             n += len(chunk)
@@ -287,30 +289,11 @@ asyncio.run(main())
 
 def test_peak_rss_is_bounded_locally(tmp_path: Path) -> None:
     size = 256 * MiB
-    repo = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-c", _RSS_CHILD, repo, str(tmp_path), str(size)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+    out = run_python(_RSS_CHILD, str(tmp_path), str(size), check=True, timeout=300)
     base, peak = map(int, out.stdout.split())
     assert (tmp_path / "dst.bin").stat().st_size == size
     # Growth over the baseline as a share of the value: well below holding it once.
     assert (peak - base) / size < 0.25, (base, peak)
-
-
-def _fault_proxy_module() -> Any:
-    import importlib.util
-
-    path = Path(__file__).parent / "reliability" / "fault_proxy.py"
-    spec = importlib.util.spec_from_file_location("_streaming_fault_proxy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.azure
@@ -320,7 +303,7 @@ async def test_azure_download_cut_mid_body_resumes(azurite: Any) -> None:
     container = "t" + os.urandom(8).hex()
     direct = azurite.new_adapter()
     await direct.put_stream(container, "big", _achunks(data, MiB))
-    proxy = _fault_proxy_module().ScriptedProxy()
+    proxy = ScriptedProxy()
     await proxy.start(azurite.endpoint.rsplit("/", 1)[0])
     cut = proxy.rule("GET", fault="truncate", has=f"/{container}/big", times=3)
     every = proxy.rule("GET", has=f"/{container}/big", times=None)
@@ -374,9 +357,8 @@ async def test_azure_get_through_a_proxy_cutting_every_answer_after_5_mib(azurit
     container = "t" + os.urandom(8).hex()
     direct = azurite.new_adapter()
     await direct.put_stream(container, "big", _achunks(data, 4 * MiB))
-    module = _fault_proxy_module()
 
-    class CutLong(module.ScriptedProxy):  # type: ignore[misc,name-defined]
+    class CutLong(ScriptedProxy):
         async def choose(self, request: Any) -> str | None:
             fault = await super().choose(request)
             rng = request.header(b"x-ms-range")
@@ -387,7 +369,7 @@ async def test_azure_get_through_a_proxy_cutting_every_answer_after_5_mib(azurit
             return fault
 
     proxy = CutLong()
-    proxy._rng = _CutAt(cut_at)
+    proxy._rng = _CutAt(cut_at)  # type: ignore[assignment]  # a stand-in for its Random
     await proxy.start(azurite.endpoint.rsplit("/", 1)[0])
     seen = proxy.rule("GET", has=f"/{container}/big", times=None)
     adapter = type(direct).from_connection_string(
@@ -433,16 +415,15 @@ async def test_azure_overwrite_between_ranges_is_a_concurrency_error(azurite: An
 
 _RSS_AZURE_CHILD = r"""
 import asyncio, os, resource, sys
-sys.path.insert(0, sys.argv[1])
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter
 
-SIZE = int(sys.argv[3])
+SIZE = int(sys.argv[2])
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 async def main():
-    src = os.path.join(sys.argv[2], "src.bin")
+    src = os.path.join(sys.argv[1], "src.bin")
     with open(src, "wb") as f:
         block = os.urandom(1 << 20)
         for _ in range(SIZE >> 20):
@@ -462,7 +443,7 @@ async def main():
         base = peak()
         for _ in range(2):
             await store.set_file("k", src)
-            await store.get_file("k", os.path.join(sys.argv[2], "dst.bin"))
+            await store.get_file("k", os.path.join(sys.argv[1], "dst.bin"))
             n = 0
             async for chunk in store.iter_binary("k"):
                 n += len(chunk)
@@ -476,12 +457,11 @@ asyncio.run(main())
 @pytest.mark.azure
 def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
     size = 256 * MiB
-    repo = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-c", _RSS_AZURE_CHILD, repo, str(tmp_path), str(size)],
+    out = run_python(
+        _RSS_AZURE_CHILD,
+        str(tmp_path),
+        str(size),
         input=azurite.connection_string,  # not on the command line
-        capture_output=True,
-        text=True,
         check=True,
         timeout=600,
     )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -351,15 +351,17 @@ def test_calling_the_store_from_its_own_thread_raises(make_adapter: Callable[[],
 class ListingStore(AsyncBlobStore):
     """An AsyncBlobStore that keeps its listings (so only an explicit close ends them)."""
 
-    listings: ClassVar[list[AsyncIterator[str]]] = []
+    listings: ClassVar[list[AsyncGenerator[str, None]]] = []
     open_listings = 0
 
-    def iter_keys(self, prefix: str = "", *, delimiter: str | None = None) -> AsyncIterator[str]:
+    def iter_keys(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncGenerator[str, None]:
         listing = self._counted(super().iter_keys(prefix, delimiter=delimiter))
         ListingStore.listings.append(listing)
         return listing
 
-    async def _counted(self, names: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def _counted(self, names: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         ListingStore.open_listings += 1
         try:
             async for name in names:

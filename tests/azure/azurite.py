@@ -2,7 +2,7 @@
 
 Plain module, usable from any conftest::
 
-    from azurite import azurite_for_session   # or load tests/azure/azurite.py by path
+    from tests.azure.azurite import azurite_for_session
 
     @pytest.fixture(scope="session")
     def azurite(pytestconfig):
@@ -24,9 +24,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from asyncblobdict.adapters.azure import AzureBlobAdapter
 
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -68,7 +71,7 @@ class Azurite:
             f"BlobEndpoint={self.endpoint};"
         )
 
-    def new_adapter(self, **options: Any) -> Any:
+    def new_adapter(self, **options: Any) -> AzureBlobAdapter:
         """A fresh AzureBlobAdapter on this server (the caller closes it)."""
         from asyncblobdict.adapters.azure import AzureBlobAdapter
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from azurite import Azurite, new_container_name
-
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from tests.azure.azurite import Azurite, new_container_name
 
 
 @pytest.fixture

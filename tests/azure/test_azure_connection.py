@@ -6,6 +6,8 @@ Pure parsing and checks made before any request: no server, so not marked ``azur
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -164,8 +166,9 @@ def test_constructor_credentials() -> None:
     "option", ["single_put_threshold", "block_size", "read_chunk_size", "max_concurrency"]
 )
 def test_bad_options(option: str) -> None:
+    options: dict[str, Any] = {option: 0}
     with pytest.raises(ValueError):
-        AzureBlobAdapter("https://acct.blob.core.windows.net", SECRET_KEY, **{option: 0})
+        AzureBlobAdapter("https://acct.blob.core.windows.net", SECRET_KEY, **options)
 
 
 @pytest.mark.parametrize("name", ["abc", "a-b-c", "a1b", "0ab", "x" * 63, "my-container-1"])
@@ -285,7 +288,7 @@ PASSWORD = "Pa55w0rdNeverShown"
     ],
 )
 def test_user_info_in_account_url_is_refused_without_echoing_it(url: str) -> None:
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: parse_account_url(url),
         lambda: AzureBlobAdapter(url, SECRET_KEY),
         lambda: AzureBlobAdapter(url),

@@ -12,7 +12,6 @@ from urllib.parse import quote, unquote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mockhttp import Service, mock_adapter, query_of, reply
 
 from asyncblobdict.adapters.azure import listing
 from asyncblobdict.adapters.azure.listing import (
@@ -23,6 +22,7 @@ from asyncblobdict.adapters.azure.listing import (
 )
 from asyncblobdict.adapters.azure.transport import HttpRequest, HttpResponse
 from asyncblobdict.adapters.base import BlobInfo
+from tests.azure.mockhttp import Service, mock_adapter, query_of, reply
 
 # ------------------------------------------------------------------ the oracle
 
@@ -81,7 +81,7 @@ def tree_names(body: bytes) -> tuple[list[str], str | None]:
 # Characters XML 1.0 can carry, with the awkward ones often.
 XML_CHAR = st.one_of(
     st.sampled_from([*"&<>\"'/ %+#?;=\t\n", "\r", "ü", "中", "😀", "\u2028"]),
-    st.characters(min_codepoint=0x20, max_codepoint=0xFFFD, blacklist_categories=("Cs",)),
+    st.characters(min_codepoint=0x20, max_codepoint=0xFFFD, blacklist_categories=["Cs"]),
 )
 NAMES = st.text(XML_CHAR, min_size=0, max_size=12)
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from azurite import DEV_KEY, Azurite, new_container_name
 
 from asyncblobdict import (
     AuthenticationError,
@@ -20,6 +19,7 @@ from asyncblobdict import (
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
 from asyncblobdict.adapters.base import CREATE, Adapter, Update
+from tests.azure.azurite import DEV_KEY, Azurite
 
 pytestmark = pytest.mark.azure
 
@@ -219,7 +219,3 @@ def test_repr(azurite: Azurite) -> None:
     assert repr(adapter) == (
         f"AzureBlobAdapter(account='devstoreaccount1', endpoint='{azurite.endpoint}')"
     )
-
-
-def test_fresh_container_names_are_valid() -> None:
-    AzureBlobAdapter.validate_container(new_container_name())

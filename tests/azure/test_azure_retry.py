@@ -10,7 +10,6 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from mockhttp import KEY, URL, Service, mock_adapter, reply
 
 from asyncblobdict import (
     AuthenticationError,
@@ -31,6 +30,7 @@ from asyncblobdict.adapters.azure.transport import (
     TransportTimeout,
 )
 from asyncblobdict.adapters.base import CREATE, Update
+from tests.azure.mockhttp import KEY, URL, Service, mock_adapter, reply
 
 TOKEN = "x-ms-meta-abdtoken"
 LOST = AnswerLostError("ServerDisconnectedError: Server disconnected")
@@ -48,6 +48,10 @@ def test_retry_policy_backoff_is_bounded_full_jitter() -> None:
     for attempt in range(1, 12):
         for _ in range(50):
             assert 0.0 <= policy.backoff(attempt) <= min(4.0, 0.5 * 2 ** (attempt - 1))
+    # Full jitter: the waits spread over the whole range, not the ceiling (or one value)
+    # every time. 200 draws of U(0, 4) all above 1 or all below 3: odds of 1 in 10**24.
+    waits = [policy.backoff(4) for _ in range(200)]
+    assert min(waits) < 1.0 and max(waits) > 3.0
     assert RetryPolicy(max_retry_after=2.0).delay(1, "100") == 2.0
     assert RetryPolicy().delay(1, "1.5") == 1.5
     with pytest.raises(ValueError):
@@ -356,7 +360,7 @@ class Sent:
     def write(self, status: int, **headers: str) -> Any:
         def answer(request: HttpRequest) -> HttpResponse:
             self.headers.append(dict(request.headers))
-            return reply(status, **headers)
+            return reply(status, b"", **headers)
 
         return answer
 

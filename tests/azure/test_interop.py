@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from azurite import Azurite
 
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from tests.azure.azurite import Azurite
 
 pytestmark = pytest.mark.azure
 
@@ -24,7 +25,7 @@ blob_sync = pytest.importorskip("azure.storage.blob")
 API_VERSION = "2025-11-05"
 
 
-def sdk_service(azurite: Azurite) -> object:
+def sdk_service(azurite: Azurite) -> Any:
     return blob_aio.BlobServiceClient.from_connection_string(
         azurite.connection_string, api_version=API_VERSION
     )
@@ -58,8 +59,8 @@ async def test_sdk_writes_we_read(azurite: Azurite, azure_container: str, size: 
     got, info = await adapter.get(azure_container, key)
     etag = info.etag
     assert got == data and etag == sdk_etag
-    info = await adapter.head(azure_container, key)
-    assert info is not None and info.etag == sdk_etag and info.size == size
+    head = await adapter.head(azure_container, key)
+    assert head is not None and head.etag == sdk_etag and head.size == size
     assert [i.key async for i in adapter.list(azure_container)] == [key]
     await adapter.close()
 

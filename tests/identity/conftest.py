@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import os
 import ssl
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "azure"))
-from azurite import new_container_name
-from signin_fakes import (
+from asyncblobdict import AsyncBlobStore
+from asyncblobdict.adapters.azure import (
+    AzureBlobAdapter,
+    AzureCliCredential,
+    ClientCertificateCredential,
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+from asyncblobdict.adapters.azure.identity import _managed
+from tests.azure.azurite import new_container_name
+from tests.identity.signin_fakes import (
     TENANT,
     AzuriteUnavailable,
     ClientCertificate,
@@ -33,18 +41,6 @@ from signin_fakes import (
     refused_port,
     start_https_azurite,
 )
-
-from asyncblobdict import AsyncBlobStore
-from asyncblobdict.adapters.azure import (
-    AzureBlobAdapter,
-    AzureCliCredential,
-    ClientCertificateCredential,
-    ClientSecretCredential,
-    DefaultAzureCredential,
-    ManagedIdentityCredential,
-    WorkloadIdentityCredential,
-)
-from asyncblobdict.adapters.azure.identity import _managed
 
 IDENTITY_ENV = (
     "AZURE_TENANT_ID",

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from azurite import DEV_ACCOUNT, REPO_ROOT
+
+from tests.azure.azurite import DEV_ACCOUNT, REPO_ROOT
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 STORAGE = "https://storage.azure.com"

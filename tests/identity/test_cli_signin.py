@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from azurite import new_container_name
-from signin_fakes import TENANT, FakeTokenService, HttpsAzurite, Tls
 
 from asyncblobdict.cli import main
-
-pytestmark = pytest.mark.azure
+from tests.azure.azurite import new_container_name
+from tests.identity.signin_fakes import TENANT, FakeTokenService, HttpsAzurite, Tls
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "https://a.blob.core.windows.net"
@@ -41,6 +39,7 @@ async def cli(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int,
 
 
 @pytest.mark.parametrize("auth", ["default", "cli", "managed-identity"])
+@pytest.mark.azure
 async def test_cli_signs_in_with_account_url_and_auth(
     auth: str,
     https_azurite: HttpsAzurite,

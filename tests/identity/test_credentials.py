@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signin_fakes import TENANT, FakeClock, FakeSleep, FakeTokenService, use_clock
 
 from asyncblobdict import AuthenticationError
 from asyncblobdict.adapters.azure import (
@@ -25,6 +24,7 @@ from asyncblobdict.adapters.azure import (
     WorkloadIdentityCredential,
 )
 from asyncblobdict.adapters.azure.auth import BearerTokenAuth
+from tests.identity.signin_fakes import TENANT, FakeClock, FakeSleep, FakeTokenService, use_clock
 
 SCOPE = "https://storage.azure.com/.default"
 REPO = Path(__file__).resolve().parents[2]
@@ -346,6 +346,12 @@ async def test_foreign_credential_expired_token_is_not_used() -> None:
     assert await auth.token() == "token-1"
     foreign.broken = True
     with pytest.raises(AuthenticationError, match="token service down"):
+        await auth.token()
+
+
+async def test_foreign_credential_handing_out_an_expired_token_is_an_error() -> None:
+    auth = BearerTokenAuth(Foreign(lifetime=-10))  # a token service whose clock is behind
+    with pytest.raises(AuthenticationError, match="returned a token that has expired"):
         await auth.token()
 
 

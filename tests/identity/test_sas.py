@@ -11,13 +11,11 @@ from urllib.parse import parse_qs, quote
 
 import aiohttp
 import pytest
-from azurite import DEV_ACCOUNT, DEV_KEY, Azurite, new_container_name
-from signin_fakes import HttpsAzurite
 
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter, ConnectionStringError, generate_sas
-
-pytestmark = pytest.mark.azure
+from tests.azure.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, new_container_name
+from tests.identity.signin_fakes import HttpsAzurite
 
 VERSION = {"x-ms-version": "2025-11-05"}
 PUT = {**VERSION, "x-ms-blob-type": "BlockBlob"}
@@ -46,6 +44,7 @@ def url(endpoint: str, container: str, key: str | None, sas: str, extra: str = "
     return f"{path}?{extra}{'&' if extra else ''}{sas}"
 
 
+@pytest.mark.azure
 async def test_container_sas_reads_writes_lists_and_deletes(
     https_azurite: HttpsAzurite, container: str, http: aiohttp.ClientSession
 ) -> None:
@@ -66,6 +65,7 @@ async def test_container_sas_reads_writes_lists_and_deletes(
         assert r.status == 202
 
 
+@pytest.mark.azure
 async def test_blob_sas_reads_that_blob_only(
     https_azurite: HttpsAzurite, container: str, http: aiohttp.ClientSession
 ) -> None:
@@ -89,6 +89,7 @@ async def test_blob_sas_reads_that_blob_only(
     ],
     ids=["expired", "not-started"],
 )
+@pytest.mark.azure
 async def test_sas_outside_its_time_window_is_refused(
     https_azurite: HttpsAzurite, container: str, http: aiohttp.ClientSession, times: Any
 ) -> None:
@@ -97,6 +98,7 @@ async def test_sas_outside_its_time_window_is_refused(
         assert r.status == 403
 
 
+@pytest.mark.azure
 async def test_https_only_by_default(azurite: Azurite, http: aiohttp.ClientSession) -> None:
     """The plain-HTTP Azurite of the session refuses an HTTPS-only SAS, takes an https,http one."""
     container = new_container_name()
@@ -116,6 +118,7 @@ async def test_https_only_by_default(azurite: Azurite, http: aiohttp.ClientSessi
         assert r.status == 200 and await r.read() == b"v"
 
 
+@pytest.mark.azure
 async def test_the_adapter_takes_a_generated_sas(
     https_azurite: HttpsAzurite, container: str, ssl_context: ssl.SSLContext
 ) -> None:

@@ -17,17 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from signin_fakes import (
-    KINDS,
-    TENANT,
-    FakeClock,
-    FakeSleep,
-    FakeTokenService,
-    TokenPlan,
-    mint_jwt,
-    use_clock,
-)
-from signin_fakes import storage_claims as claims
 
 from asyncblobdict import AsyncBlobStore, AuthenticationError
 from asyncblobdict.adapters.azure import (
@@ -37,8 +26,17 @@ from asyncblobdict.adapters.azure import (
     CredentialUnavailableError,
     WorkloadIdentityCredential,
 )
-
-pytestmark = pytest.mark.azure
+from tests.identity.signin_fakes import (
+    KINDS,
+    TENANT,
+    FakeClock,
+    FakeSleep,
+    FakeTokenService,
+    TokenPlan,
+    mint_jwt,
+    use_clock,
+)
+from tests.identity.signin_fakes import storage_claims as claims
 
 MakeStore = Callable[..., AsyncBlobStore]
 
@@ -55,6 +53,7 @@ async def exercise(store: AsyncBlobStore) -> None:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.azure
 async def test_each_credential_signs_requests_azurite_accepts(
     kind: str,
     make_credential: Callable[[str], Any],
@@ -77,6 +76,7 @@ async def test_each_credential_signs_requests_azurite_accepts(
     await credential.close()
 
 
+@pytest.mark.azure
 async def test_a_bad_token_is_refused_by_azurite(
     make_store: MakeStore, service: FakeTokenService, make_credential: Callable[[str], Any]
 ) -> None:
@@ -88,6 +88,7 @@ async def test_a_bad_token_is_refused_by_azurite(
     assert info.value.status == 403 and info.value.error_code == "AuthenticationFailed"
 
 
+@pytest.mark.azure
 async def test_100_concurrent_first_requests_make_one_token_request(
     make_store: MakeStore, service: FakeTokenService, make_credential: Callable[[str], Any]
 ) -> None:
@@ -115,6 +116,7 @@ async def test_concurrent_get_token_callers_share_one_request(
     assert {t.token for t in tokens} == {service.issued[0]}
 
 
+@pytest.mark.azure
 async def test_token_near_expiry_is_refreshed_before_use(
     make_store: MakeStore,
     service: FakeTokenService,
@@ -135,6 +137,7 @@ async def test_token_near_expiry_is_refreshed_before_use(
     assert second.token != first.token and second.token == service.issued[1]
 
 
+@pytest.mark.azure
 async def test_refresh_in_from_the_service_is_honoured(
     make_store: MakeStore,
     service: FakeTokenService,
@@ -154,6 +157,7 @@ async def test_refresh_in_from_the_service_is_honoured(
     assert service.count() == 2
 
 
+@pytest.mark.azure
 async def test_an_expired_token_is_never_sent(
     make_store: MakeStore,
     service: FakeTokenService,
@@ -177,6 +181,7 @@ async def test_an_expired_token_is_never_sent(
     assert await store.get_json("k") == "v"
 
 
+@pytest.mark.azure
 async def test_failed_early_refresh_keeps_the_valid_token(
     make_store: MakeStore,
     service: FakeTokenService,
@@ -208,6 +213,7 @@ async def test_failed_early_refresh_keeps_the_valid_token(
     )
 
 
+@pytest.mark.azure
 async def test_rotated_workload_identity_file_is_read_again(
     make_store: MakeStore,
     service: FakeTokenService,
@@ -233,6 +239,7 @@ async def test_rotated_workload_identity_file_is_read_again(
     assert [s.details["assertion"] for s in service.seen] == ["assertion-one", "assertion-two"]
 
 
+@pytest.mark.azure
 async def test_adapter_close_leaves_a_given_credential_open_and_no_session_behind(
     make_store: MakeStore, service: FakeTokenService, make_credential: Callable[[str], Any]
 ) -> None:
@@ -259,6 +266,7 @@ async def test_adapter_close_leaves_a_given_credential_open_and_no_session_behin
     assert open_sessions() <= before
 
 
+@pytest.mark.azure
 async def test_azure_identity_style_credentials_still_work(
     make_store: MakeStore, service: FakeTokenService
 ) -> None:
@@ -294,6 +302,7 @@ async def test_azure_identity_style_credentials_still_work(
         ("azure-cli", "server-error", "AADSTS90033", None),
     ],
 )
+@pytest.mark.azure
 async def test_errors_are_authentication_errors_with_the_service_code_and_no_secret(
     kind: str,
     setup: str,
@@ -348,6 +357,7 @@ async def test_imds_identity_not_assigned_is_unavailable_with_its_code(
     assert service.count("imds") == 1  # a 400 is not retried
 
 
+@pytest.mark.azure
 async def test_no_token_or_secret_in_logs_reprs_or_exceptions(
     make_credential: Callable[[str], Any],
     make_store: MakeStore,
@@ -396,6 +406,7 @@ async def test_client_secret_credential_repr_and_errors_before_any_request() -> 
         ClientSecretCredential(TENANT, "client", "secret", authority="http://insecure.example")
 
 
+@pytest.mark.azure
 async def test_one_adapter_used_from_two_event_loops(
     https_azurite: Any, ssl_context: ssl.SSLContext, make_credential: Callable[[str], Any]
 ) -> None:

@@ -1,12 +1,14 @@
 """Child of the lost-update scenarios: increments one counter N times, then reports.
 
-    python counter_child.py SPEC_JSON MODE N START_AT
+    python -m tests.reliability.counter_child SPEC_JSON MODE N   # from the repo root
 
 SPEC_JSON: {"backend": "local", "root": ...} or {"backend": "azure", "connection_string":
 ..., "options": {...}}, plus "container" and "stores" (stores in this process, each with
 its own adapter, sharing the N increments). MODE "update" uses update_json; "getset" reads
 with get_json and writes with set_json in ETAG mode, counting writes that landed and writes
-refused with ConcurrencyError. Prints one JSON line of counts.
+refused with ConcurrencyError. Once its stores are made it prints ``ready`` and waits for a
+line on stdin, so that every process starts incrementing at once; then prints one JSON line
+of counts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from typing import Any
 
 from asyncblobdict import AsyncBlobStore, ConcurrencyError, ConcurrencyMode
@@ -32,7 +33,7 @@ def make_adapter(spec: dict[str, Any]) -> Any:
     )
 
 
-async def main(spec: dict[str, Any], mode: str, n: int, start_at: float) -> None:
+async def main(spec: dict[str, Any], mode: str, n: int) -> None:
     counts = {"landed": 0, "conflicts": 0, "update_calls": 0}
     stores = [
         AsyncBlobStore(make_adapter(spec), spec["container"], concurrency_mode=ConcurrencyMode.ETAG)
@@ -55,7 +56,8 @@ async def main(spec: dict[str, Any], mode: str, n: int, start_at: float) -> None
             except ConcurrencyError:
                 counts["conflicts"] += 1
 
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # the parent's "go", sent to all at once
     try:
         await asyncio.gather(*(work(s) for s in stores))
     finally:
@@ -65,4 +67,4 @@ async def main(spec: dict[str, Any], mode: str, n: int, start_at: float) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])))

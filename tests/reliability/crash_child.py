@@ -1,6 +1,6 @@
 """Child of the crash-consistency scenario: writes checksummed values until it is killed.
 
-    python crash_child.py ROOT CONTAINER FIRST_SEQ SEED
+    python -m tests.reliability.crash_child ROOT CONTAINER FIRST_SEQ SEED   # from the repo root
 
 Runs WRITERS concurrent writers on one durable LocalFileAdapter store. Each completed
 write is acknowledged on stdout as ``<key> <seq>`` after set_json/set_binary returned.

@@ -56,7 +56,7 @@ class FaultRates:
     delay_seconds: float = 1.0  # how long a delayed request is held (past the client timeout)
 
     def total(self) -> float:
-        return sum(getattr(self, k) for k in FAULT_KINDS)
+        return sum(float(getattr(self, k)) for k in FAULT_KINDS)
 
     def scaled(self, factor: float) -> FaultRates:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -117,7 +117,7 @@ async def _read_body(
     lookup = {k.lower(): v for k, v in headers}
     try:
         if b"chunked" in lookup.get(b"transfer-encoding", b"").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size_line = await reader.readuntil(b"\r\n")
                 n = int(size_line.split(b";")[0].strip(), 16)

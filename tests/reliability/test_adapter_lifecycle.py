@@ -15,17 +15,26 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
-from conftest import AzuriteInfo, azure_fast_options
-from fault_proxy import ScriptedProxy
 
-from asyncblobdict import StorageError
+from asyncblobdict import AzureBlobAdapter, StorageError
+from asyncblobdict.adapters.azure.aiohttp_transport import AiohttpTransport
+from tests.reliability.fault_proxy import ScriptedProxy
+from tests.reliability.support import AzuriteInfo, azure_fast_options
 
 pytestmark = pytest.mark.azure
 
 
 def container_name(prefix: str) -> str:
     return f"{prefix}{time.time_ns() // 1000}"
+
+
+def session_of(adapter: AzureBlobAdapter) -> aiohttp.ClientSession | None:
+    """The aiohttp session the adapter's transport holds (None when it has none)."""
+    transport = adapter._client.transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport._session
 
 
 @contextlib.contextmanager
@@ -64,7 +73,7 @@ async def test_closed_adapter_refuses_requests(rel_azurite: AzuriteInfo) -> None
         await adapter.put(container, "k", b"w")
     with pytest.raises(StorageError, match="the adapter is closed"):
         [info async for info in adapter.list(container)]
-    assert adapter._client.transport._session is None  # nothing was re-opened
+    assert session_of(adapter) is None  # nothing was re-opened
 
 
 async def test_requests_running_at_close_do_not_reopen_the_session(
@@ -95,7 +104,7 @@ async def test_requests_running_at_close_do_not_reopen_the_session(
             results = await asyncio.gather(*gets, return_exceptions=True)
             assert all(isinstance(r, StorageError) for r in results), results
             assert all("the adapter is closed" in str(r) for r in results), results
-            session = adapter._client.transport._session
+            session = session_of(adapter)
             assert session is None, "a request re-opened the closed adapter"
             del gets, results
         assert unclosed(seen) == []
@@ -119,7 +128,7 @@ def test_a_session_is_closed_when_its_loop_ends_or_the_adapter_moves(
 
     async def use() -> None:
         await adapter.put(container, "k", b"v")
-        sessions.append(adapter._client.transport._session)
+        sessions.append(session_of(adapter))
 
     with warnings_seen() as seen:
         asyncio.run(use())
@@ -147,7 +156,7 @@ def test_a_session_on_a_loop_in_another_thread_is_closed_there(
         with warnings_seen() as seen:
             put = adapter.put(container, "k", b"v")
             asyncio.run_coroutine_threadsafe(put, other).result(30)
-            first = adapter._client.transport._session
+            first = session_of(adapter)
             assert first is not None and not first.closed
 
             async def here() -> None:
@@ -203,7 +212,7 @@ async def test_cancelled_parallel_transfer_leaves_no_unawaited_coroutine(
     try:
         with warnings_seen() as seen:
             if operation == "ranged get":
-                task = asyncio.ensure_future(adapter.get(container, "big"))
+                task: asyncio.Future[Any] = asyncio.ensure_future(adapter.get(container, "big"))
             else:
                 task = asyncio.ensure_future(adapter.put(container, "big", data[::-1]))
             await asyncio.wait_for(stalled.wait(), 30)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import AzuriteInfo, azure_fast_options
-from fault_proxy import Rule, ScriptedProxy
 
 from asyncblobdict import (
     AsyncBlobStore,
@@ -29,6 +27,8 @@ from asyncblobdict import (
 )
 from asyncblobdict.adapters.azure import AzureBlobAdapter, RetryPolicy
 from asyncblobdict.adapters.base import CREATE, Update
+from tests.reliability.fault_proxy import Rule, ScriptedProxy
+from tests.reliability.support import AzuriteInfo, azure_fast_options
 
 pytestmark = pytest.mark.azure
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AzuriteInfo, SecretWatch, azure_fast_options, record, size
-from counter_history import run_counter_history
-from fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
 
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter, MemoryAdapter
+from tests.reliability.counter_history import run_counter_history
+from tests.reliability.fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
+from tests.reliability.support import AzuriteInfo, SecretWatch, azure_fast_options, record, size
 
 RATES = FaultRates(
     error_503=0.05, error_500=0.03, delay=0.01, reset_before=0.04, reset_after=0.04, truncate=0.03

@@ -17,12 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import crash_child
-from conftest import child_env, record, size
-
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter
+from tests.reliability import crash_child
+from tests.reliability.support import REPO_ROOT, child_env, record, size
 
-CHILD = Path(crash_child.__file__)
 CONTAINER = "crash"
 
 
@@ -30,15 +28,24 @@ async def run_child(root: Path, first_seq: int, seed: int, delay: float) -> list
     """Start a writer, let it run ``delay`` seconds after it is ready, SIGKILL it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(CHILD),
+        "-m",
+        crash_child.__name__,
         str(root),
         CONTAINER,
         str(first_seq),
         str(seed),
         stdout=asyncio.subprocess.PIPE,
         env=child_env(),
+        cwd=REPO_ROOT,
     )
     assert proc.stdout is not None
+    try:
+        first = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert first == b"ready\n", f"the crash child did not start (it said {first!r})"
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
     lines: list[str] = []
 
     async def drain() -> None:
@@ -51,17 +58,12 @@ async def run_child(root: Path, first_seq: int, seed: int, delay: float) -> list
                 lines.append(raw.decode().rstrip("\n"))
 
     reader = asyncio.create_task(drain())
-    deadline = time.monotonic() + 60
-    while "ready" not in lines[:1]:
-        assert time.monotonic() < deadline, "the crash child did not start"
-        assert proc.returncode is None, "the crash child exited early"
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(delay)
+    await asyncio.sleep(delay)  # the scenario: a kill at a random moment of the writing
     os.kill(proc.pid, signal.SIGKILL)
     await proc.wait()
     await reader
     assert proc.returncode == -signal.SIGKILL, f"child ended with {proc.returncode}, not killed"
-    return lines[1:]
+    return lines
 
 
 def temp_files_on_disk(root: Path) -> int:

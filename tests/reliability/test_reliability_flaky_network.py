@@ -26,8 +26,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import AzuriteInfo, SecretWatch, azure_fast_options, record, size
-from fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
 
 from asyncblobdict import (
     AsyncBlobDictError,
@@ -37,7 +35,10 @@ from asyncblobdict import (
     ConcurrencyMode,
     StorageError,
 )
+from asyncblobdict.adapters.base import Adapter
 from asyncblobdict.codec import encode
+from tests.reliability.fault_proxy import FAULT_KINDS, FaultProxy, FaultRates
+from tests.reliability.support import AzuriteInfo, SecretWatch, azure_fast_options, record, size
 
 pytestmark = pytest.mark.azure
 
@@ -82,7 +83,7 @@ def bump(value: Any) -> Any:
 
 
 class Run:
-    def __init__(self, store: AsyncBlobStore, direct: Any, container: str, seed: int) -> None:
+    def __init__(self, store: AsyncBlobStore, direct: Adapter, container: str, seed: int) -> None:
         self.store = store
         self.direct = direct
         self.container = container

@@ -16,38 +16,63 @@ import time
 from pathlib import Path
 from typing import Any
 
-import counter_child
 import pytest
-from conftest import AzuriteInfo, SecretWatch, child_env, record, size
 
 from asyncblobdict import AsyncBlobStore
+from tests.reliability import counter_child
+from tests.reliability.support import (
+    REPO_ROOT,
+    AzuriteInfo,
+    SecretWatch,
+    child_env,
+    record,
+    size,
+)
 
 PROCESSES = 4
-CHILD = Path(counter_child.__file__)
 
 
 async def run_children(spec: dict[str, Any], mode: str, n: int) -> list[dict[str, int]]:
-    start_at = time.time() + 1.5  # all start together, after their imports
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
-            str(CHILD),
+            "-m",
+            counter_child.__name__,
             json.dumps(spec),
             mode,
             str(n),
-            str(start_at),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=child_env(),
+            cwd=REPO_ROOT,
         )
         for _ in range(PROCESSES)
     ]
-    results = []
-    for proc in procs:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=600)
-        assert proc.returncode == 0, f"a counter process failed:\n{err.decode()[-3000:]}"
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+    try:
+        # All start together, after their imports: each says "ready", then all hear "go".
+        for proc in procs:
+            assert proc.stdout is not None
+            said = await asyncio.wait_for(proc.stdout.readline(), timeout=120)
+            if said != b"ready\n":
+                _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+                raise AssertionError(f"a counter process did not start:\n{err.decode()[-3000:]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            proc.stdin.close()
+        results = []
+        for proc in procs:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=600)
+            assert proc.returncode == 0, f"a counter process failed:\n{err.decode()[-3000:]}"
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 async def check(store: AsyncBlobStore, spec: dict[str, Any], n: int, scenario: str) -> None:
