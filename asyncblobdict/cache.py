@@ -163,25 +163,49 @@ class KeyTable:
 
     async def acquire(self, key: str) -> KeyState:
         """Wait for the key's lock (FIFO) and return its state; pair with :meth:`release`."""
+        state, waiter = self.reserve(key)
+        await self.wait_turn(key, state, waiter)
+        return state
+
+    def reserve(self, key: str) -> tuple[KeyState, asyncio.Future[None] | None]:
+        """Take the key's lock, or a place in its queue, now (without awaiting).
+
+        Returns the state and None when the lock was free, else a future that is done when
+        the lock is ours: pass both to :meth:`wait_turn`, or to :meth:`abandon` to give the
+        place up. This is how one operation takes its turn on many keys at once.
+        """
         state = self._hold(key)
         if not state.locked:
             state.locked = True
-            return state
+            return state, None
         if state.waiters is None:
             state.waiters = deque()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.waiters.append(waiter)
+        return state, waiter
+
+    async def wait_turn(
+        self, key: str, state: KeyState, waiter: asyncio.Future[None] | None
+    ) -> None:
+        """Wait until a reserved place holds the key's lock (at once for None)."""
+        if waiter is None:
+            return
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._pass_on(state)  # granted just as we were cancelled: hand it on
-            else:
+            self.abandon(key, state, waiter)
+            raise
+
+    def abandon(self, key: str, state: KeyState, waiter: asyncio.Future[None] | None) -> None:
+        """Give up a reserved place that was not used: whether or not it got the lock."""
+        if waiter is None or (waiter.done() and not waiter.cancelled()):
+            self._pass_on(state)  # the lock was ours (maybe granted as we gave up): hand it on
+        else:
+            waiter.cancel()
+            if state.waiters is not None:
                 with contextlib.suppress(ValueError):
                     state.waiters.remove(waiter)
-            self._unhold(key, state)
-            raise
-        return state
+        self._unhold(key, state)
 
     def release(self, key: str, state: KeyState) -> None:
         """Give the key's lock to the next waiter, or free it."""

@@ -90,6 +90,44 @@ def _extra(content_type: str | None, metadata: Mapping[str, str] | None) -> _Ext
     return validate_content_type(content_type), validate_metadata(metadata) or None
 
 
+class _Turn:
+    """One operation's place on one key, reserved at once and held until it ends."""
+
+    __slots__ = ("held", "key", "over", "state", "table", "waiter")
+
+    def __init__(
+        self, table: KeyTable, key: str, state: KeyState, waiter: asyncio.Future[None] | None
+    ) -> None:
+        self.table, self.key, self.state, self.waiter = table, key, state, waiter
+        self.held = waiter is None
+        self.over = False
+
+    async def hold(self) -> KeyState:
+        """Wait until the key is ours (at once if it already is)."""
+        if not self.held:
+            try:
+                await self.table.wait_turn(self.key, self.state, self.waiter)
+            except BaseException:
+                self.over = True  # wait_turn gave the place up
+                raise
+            self.held = True
+        return self.state
+
+    def handed_over(self) -> None:
+        """A running write now owns the key and releases it when it ends."""
+        self.over = True
+
+    def end(self) -> None:
+        """Release the key, or give up the place if it was never used; twice is fine."""
+        if self.over:
+            return
+        self.over = True
+        if self.held:
+            self.table.release(self.key, self.state)
+        else:
+            self.table.abandon(self.key, self.state, self.waiter)
+
+
 async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
     """Close an adapter's listing now (a caller that stops early), not when it is collected."""
     close = getattr(iterator, "aclose", None)
@@ -1109,21 +1147,33 @@ class AsyncBlobStore:
                 f"etag_behavior must be one of {', '.join(_ETAG_BEHAVIORS)}, not {etag_behavior!r}"
             )
         self._check_open()
-        async with self._sync_lock:
-            return await self._sync(etag_behavior)
+        # The sync takes its place on every pending key now, before anything can run: a
+        # change made after this call waits for the sync's write of that key, as a change of
+        # one key waits for the calls made before it.
+        turns = {
+            key: _Turn(self._table, key, *self._table.reserve(key))
+            for key, _ in self._table.pending_items()
+        }
+        try:
+            async with self._sync_lock:
+                return await self._sync(etag_behavior, turns)
+        finally:
+            for turn in turns.values():
+                turn.end()
 
-    async def _sync(self, etag_behavior: str) -> SyncResult:
+    async def _sync(self, etag_behavior: str, turns: dict[str, _Turn]) -> SyncResult:
         result = SyncResult()
-        keys = [key for key, _ in self._table.pending_items()]
+        keys = list(turns)
         if not keys:
             return result
         if etag_behavior == "raise" and self._etags:
-            await self._check_no_conflicts(keys)
+            await self._check_no_conflicts(turns)
         overwrite = etag_behavior == "overwrite"
         errors: list[BaseException] = []
 
         async def flush(key: str) -> None:
-            state = await self._table.acquire(key)
+            turn = turns[key]
+            state = await turn.hold()
             try:
                 if not state.pending:
                     return  # written by an earlier, cancelled sync, or discarded meanwhile
@@ -1148,7 +1198,11 @@ class AsyncBlobStore:
             except Exception as exc:  # re-raised below, after the other keys were tried
                 errors.append(exc)
             finally:
-                self._release_key(key, state)
+                if state.detached:  # a cancelled sync's write still runs; it releases the key
+                    state.detached = False
+                    turn.handed_over()
+                else:
+                    turn.end()
 
         await self._replay(keys, flush)
         for names in (result.written, result.deleted, result.skipped):
@@ -1194,18 +1248,18 @@ class AsyncBlobStore:
             await asyncio.gather(*running, return_exceptions=True)
             raise
 
-    async def _check_no_conflicts(self, keys: list[str]) -> None:
+    async def _check_no_conflicts(self, turns: dict[str, _Turn]) -> None:
+        """Raise ConcurrencyError naming every key changed in storage; the keys stay held."""
+        keys = list(turns)
+
         async def changed(key: str) -> bool:
-            state = await self._table.acquire(key)
-            try:
-                if not state.pending:
-                    return False
-                condition = self._condition(state)
-                if condition is OVERWRITE:
-                    return False
-                info = await self.adapter.head(self.container_name, key)
-            finally:
-                self._table.release(key, state)
+            state = await turns[key].hold()
+            if not state.pending:
+                return False
+            condition = self._condition(state)
+            if condition is OVERWRITE:
+                return False
+            info = await self.adapter.head(self.container_name, key)
             if isinstance(condition, Create):
                 return info is not None
             assert isinstance(condition, Update)
