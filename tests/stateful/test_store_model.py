@@ -164,10 +164,10 @@ class LocalBackend(Backend):
     def __init__(self, parent: Path) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="stateful-", dir=parent))
-        self._direct = LocalFileAdapter(self.root)
+        self._direct = LocalFileAdapter(self.root, durable=False)
 
     def adapter(self) -> Adapter:
-        return LocalFileAdapter(self.root)
+        return LocalFileAdapter(self.root, durable=False)
 
     def direct(self) -> Adapter:
         return self._direct
