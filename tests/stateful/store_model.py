@@ -43,6 +43,7 @@ __all__ = [
     "Op",
     "Outcome",
     "Set",
+    "Stale",
     "StoreConfig",
     "StoreState",
     "Sync",
@@ -69,8 +70,23 @@ class _Never:
 
 NEVER: Final = _Never()
 
+
+@dataclass(frozen=True)
+class Stale:
+    """A version the store saw that was since replaced by another of the same value.
+
+    Values rarely repeat, but two write-back updates from one stale base do give one value
+    twice; on memory and Azure every write has a new ETag, so the older one never matches.
+    """
+
+    value: int
+
+    def __repr__(self) -> str:
+        return f"{self.value}(replaced)"
+
+
 Val = int | None  # a stored value; None: absent
-Know = int | None | _Never  # the version a store last saw (None: it saw the key absent)
+Know = int | None | _Never | Stale  # the version a store last saw (None: it saw the key absent)
 CacheKind = Literal["none", "write_through", "write_back"]
 Behaviour = Literal["skip", "overwrite", "raise"]
 # ("ok", value) | ("err", error class name) | ("cancelled", None)
@@ -543,11 +559,21 @@ class Model:
             return frozenset({True})
         if know is None:
             return frozenset({s is None})
-        if s == know:
+        if s == know:  # never a Stale one
             return frozenset({True})
         if deleting and s is None:  # already gone: a no-op or a conflict, both fine
             return frozenset({True, False})
         return frozenset({False})
+
+    def _landed(self, w: World, k: int, value: Val) -> World:
+        """Storage now holds a new version of key k with ``value``."""
+        w = w.with_storage(k, value)
+        if self.local or value is None:
+            return w  # local ETags are content hashes: equal values, equal ETags
+        for i, st in enumerate(w.stores):
+            if st.know[k] == value:  # an older version with the same value
+                w = w.with_store(i, st.with_know(k, Stale(value)))
+        return w
 
     def _blocked(self, storage: tuple[Val, ...], k: int) -> bool:
         partner = _PARTNER.get(k)
@@ -569,7 +595,7 @@ class Model:
             else frozenset({True})
         )
         blocked = value is not None and self._blocked(w.storage, k)
-        landed = w.with_storage(k, value)
+        landed = self._landed(w, k, value)
         out: list[tuple[str, World]] = []
         if True in cond and not blocked:
             out.append(("ok", landed.with_store(i, st.with_know(k, value))))
@@ -616,7 +642,7 @@ class Model:
                 out.append((err("StorageError"), w.with_store(i, st.with_know(k, know))))
         if not blocked:
             done = st.with_know(k, new).with_cache(k, Entry(new) if cfg.caching else None)
-            out.append((("ok", new), w.with_storage(k, new).with_store(i, done)))
+            out.append((("ok", new), self._landed(w, k, new).with_store(i, done)))
         if self.faulted:
             for name in FAULT_ERRORS:
                 for know in (st.know[k], s):
@@ -624,7 +650,10 @@ class Model:
                 if not blocked:
                     for know in (st.know[k], s, new):
                         out.append(
-                            (err(name), w.with_storage(k, new).with_store(i, st.with_know(k, know)))
+                            (
+                                err(name),
+                                self._landed(w, k, new).with_store(i, st.with_know(k, know)),
+                            )
                         )
         return out
 
