@@ -336,20 +336,47 @@ IMPORTS = {
 }
 
 
+# In one fresh interpreter: what `import asyncblobdict` adds once asyncio is imported, as
+# wall time and as CPU time (the CPU time hardly moves with the machine's load).
+ADDED_PROBE = """
+import time
+import asyncio
+w0, c0 = time.perf_counter(), time.process_time()
+import asyncblobdict
+print(time.perf_counter() - w0, time.process_time() - c0)
+"""
+
+
 def import_round(runs: int, orig_py: str, r: int) -> dict[str, Any]:
-    """Wall time of fresh interpreters doing each import, ``runs`` times interleaved; the
-    round's value per command is the median. Paired with ``import asyncio`` in the same round."""
+    """Wall time of fresh interpreters doing each import, ``runs`` times interleaved, and as
+    many probes of the time `import asyncblobdict` adds to `import asyncio`; the round's
+    value of each is the median."""
     cwd = tempfile.gettempdir()
-    names = rotate(list(IMPORTS), r)
+    names = rotate([*IMPORTS, "added"], r)
     times: dict[str, list[float]] = {k: [] for k in names}
+    added_cpu: list[float] = []
     for _ in range(runs):
         for name in names:
+            if name == "added":
+                out = subprocess.run(
+                    [sys.executable, "-c", ADDED_PROBE],
+                    check=True,
+                    cwd=cwd,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                times[name].append(float(out[0]))
+                added_cpu.append(float(out[1]))
+                continue
             py = orig_py if name == "original" else sys.executable
             t0 = time.perf_counter()
             subprocess.run([py, "-c", IMPORTS[name]], check=True, cwd=cwd)
             times[name].append(time.perf_counter() - t0)
+    wall = {k: statistics.median(v) * 1000 for k, v in times.items()}
     return {
-        "median_ms": {k: statistics.median(v) * 1000 for k, v in times.items()},
+        "median_ms": {k: v for k, v in wall.items() if k != "added"},
+        "added_ms": wall["added"],
+        "added_cpu_ms": statistics.median(added_cpu) * 1000,
         "runs": runs,
         "loadavg": os.getloadavg()[0],
     }
