@@ -420,9 +420,10 @@ def run_rounds(
     for r in range(rounds):
         log(f"round {r + 1}/{rounds} (load {os.getloadavg()[0]:.2f})")
         if import_runs and r % 2 == 0:  # imports first on even rounds, last on odd ones
+            t0 = time.perf_counter()
             imports.append(import_round(import_runs, orig_py, r))
             done += 1
-            progress("import", 0.0)
+            progress(f"r{r + 1} import", time.perf_counter() - t0)
         for sec, cfg in round_order(sections, r):
             spec = dict(cfg.spec)
             scratch = None
@@ -453,9 +454,10 @@ def run_rounds(
         if azure is not None:
             azure.end_round()
         if import_runs and r % 2 == 1:
+            t0 = time.perf_counter()
             imports.append(import_round(import_runs, orig_py, r))
             done += 1
-            progress("import", 0.0)
+            progress(f"r{r + 1} import", time.perf_counter() - t0)
     return {"imports": imports, "failures": failures}
 
 
