@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
     args = ap.parse_args()
 
-    wl = (azure_workloads if args.azure else local_workloads)(False)[args.workload]
+    wl = (azure_workloads if args.azure else local_workloads)(False)[args.workload][0]
     w = {"name": args.workload, "prefix": args.workload, **wl}
     if args.n:
         w["n"] = args.n

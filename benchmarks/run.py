@@ -1,15 +1,21 @@
-"""Benchmarks of asyncblobdict against its peers, side by side on this machine.
+"""Benchmarks of asyncblobdict against its peers: interleaved rounds, paired ratios.
 
-    python benchmarks/run.py [--quick] [--only local|azure|import] [--repeats N]
+    python benchmarks/run.py             # the published run (>= 7 rounds, about 25 minutes)
+    python benchmarks/run.py --quick     # smoke run: few ops, 3 rounds, results/quick/ only
+    python benchmarks/run.py --only azure --rounds 3   # a part, to results/partial/ only
 
-Peers: the original asyncblobdict 0.1.133 from PyPI (installed into benchmarks/.venv-original
-on first use), a bare syscall loop (the local floor, with and without one asyncio.to_thread
-hop per op), the official azure-storage-blob async SDK and a bare aiohttp loop with a
-hand-written SharedKey signer (the Azure floor), against a private in-memory Azurite.
+Every round runs every (implementation, workload) once, each in a fresh process of
+benchmarks/worker.py; the order of the sections, of the workloads and of the implementations
+within a workload rotates from round to round. report.py turns the per-round numbers into
+paired ratios (ours / peer within one round), their median [min-max] and a verdict.
 
-Every workload runs in a fresh subprocess of benchmarks/worker.py, the same script for every
-implementation; repeats are interleaved across implementations and the median is reported.
-Writes benchmarks/results/results.json and results.md and the chart docs/performance.png.
+Peers: the original asyncblobdict 0.1.133 from PyPI (benchmarks/.venv-original, created on
+first use); the local floors (the bare system calls in a plain loop, with one asyncio.to_thread
+hop per op or none, i.e. run inside the event loop); the azure-storage-blob async SDK and a bare
+aiohttp loop (sharedkey.py) against a private in-memory Azurite.
+
+Only a full run writes the published files (benchmarks/results/results.json and results.md,
+docs/performance.png and the generated part of docs/performance.md): one run, one table.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,7 @@ from typing import Any
 # Sibling modules: Python puts a script's own folder first on sys.path.
 from azurite import ACCOUNT, KEY, Azurite
 from report import write_report
+from worker import populate_local
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -39,6 +49,7 @@ RESULTS = HERE / "results"
 ORIGINAL_VENV = HERE / ".venv-original"
 ORIGINAL_VERSION = "0.1.133"
 MiB = 1024 * 1024
+FORMAT = 2  # results.json layout: rounds of per-process results (report.py checks it)
 
 
 def log(msg: str) -> None:
@@ -77,7 +88,7 @@ def original_python() -> str:
     return str(py)
 
 
-def run_worker(python: str, spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+def run_worker(python: str, spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
     proc = subprocess.run(
         [python, str(HERE / "worker.py")],
         input=json.dumps(spec),
@@ -93,231 +104,182 @@ def run_worker(python: str, spec: dict[str, Any], timeout: float = 900) -> dict[
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def median_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median of each metric over repeated runs of the same workload."""
-    out: dict[str, Any] = {}
-    for metric in runs[0]:
-        vals = [r[metric] for r in runs if metric in r]
-        out[metric] = statistics.median(vals)
-    out["repeats"] = len(runs)
-    out["ops_s_runs"] = [round(r.get("ops_s", 0), 1) for r in runs]
-    return out
-
-
 # --------------------------------------------------------------------- workloads
 
-
-def local_workloads(quick: bool) -> dict[str, dict[str, Any]]:
-    q = quick
-    return {
-        "set_json_seq": {"op": "set_json", "n": 100 if q else 1000},
-        "set_json_c64": {"op": "set_json", "n": 640 if q else 3200, "tasks": 64},
-        "get_json_seq": {"op": "get_json", "n": 500 if q else 5000},
-        "get_json_c64": {"op": "get_json", "n": 640 if q else 6400, "tasks": 64},
-        "set_json_seq_wt": {"op": "set_json", "n": 100 if q else 1000, "cache": "write_through"},
-        "get_json_cached": {
-            "op": "get_json_cached",
-            "n": 5000 if q else 100_000,
-            "cache": "write_through",
-        },
-        "set_binary_1m": {"op": "set_binary", "n": 10 if q else 50, "size": MiB, "keys": 4},
-        "get_binary_1m": {"op": "get_binary", "n": 20 if q else 100, "size": MiB, "keys": 4},
-        "set_binary_64m": {
-            "op": "set_binary",
-            "n": 1 if q else 3,
-            "size": 64 * MiB,
-            "keys": 1,
-            "warmup": 1,
-        },
-        "get_binary_64m": {
-            "op": "get_binary",
-            "n": 1 if q else 5,
-            "size": 64 * MiB,
-            "keys": 1,
-            "warmup": 1,
-        },
-        "list_10k": {
-            "op": "list",
-            "n": 1 if q else 3,
-            "container": "lst",
-            "prefix": "list",
-            "populate": 10_000,
-            "expect": 10_000,
-        },
-    }
-
-
-WRITES = ["set_json_seq", "set_json_c64", "set_binary_1m", "set_binary_64m"]
-FLOOR = [
-    "set_json_seq",
-    "set_json_c64",
-    "get_json_seq",
-    "get_json_c64",
-    "set_binary_1m",
-    "get_binary_1m",
-    "set_binary_64m",
-    "get_binary_64m",
-    "list_10k",
-]
-
-# variant -> (impl, spec extras, workloads (None: all))
-LOCAL_VARIANTS: dict[str, tuple[str, dict[str, Any], list[str] | None]] = {
-    "ours": ("ours", {"durable": True}, None),
-    "ours_nondurable": ("ours", {"durable": False}, [*WRITES, "set_json_seq_wt"]),
-    "original": ("original", {}, None),
-    "floor_async": ("floor", {"durable": True, "hop": True}, FLOOR),
-    "floor_async_nondurable": ("floor", {"durable": False, "hop": True}, WRITES),
-    "floor_sync": ("floor", {"durable": True, "hop": False}, FLOOR),
-    "floor_sync_nondurable": ("floor", {"durable": False, "hop": False}, WRITES),
+# variant -> (impl, spec extras). "floor_sync" is the plain synchronous syscall loop run inside
+# the event loop (no thread); "floor_async" the same with one asyncio.to_thread hop per op.
+LOCAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ours": ("ours", {"durable": True}),
+    "ours_nondurable": ("ours", {"durable": False}),
+    "original": ("original", {}),
+    "floor_sync": ("floor", {"durable": True, "hop": False}),
+    "floor_async": ("floor", {"durable": True, "hop": True}),
+    "floor_async_nondurable": ("floor", {"durable": False, "hop": True}),
 }
-
-
-def azure_workloads(quick: bool) -> dict[str, dict[str, Any]]:
-    q = quick
-    return {
-        "put_small_seq": {"op": "set_json", "n": 150 if q else 1000},
-        "get_small_seq": {"op": "get_json", "n": 200 if q else 1500},
-        "put_small_c64": {"op": "set_json", "n": 640 if q else 3200, "tasks": 64},
-        "get_small_c64": {"op": "get_json", "n": 640 if q else 3200, "tasks": 64},
-        "put_1m": {"op": "set_binary", "n": 8 if q else 40, "size": MiB, "keys": 4},
-        "get_1m": {"op": "get_binary", "n": 8 if q else 40, "size": MiB, "keys": 4},
-        "put_64m": {
-            "op": "set_binary",
-            "n": 1 if q else 3,
-            "size": 64 * MiB,
-            "keys": 1,
-            "warmup": 1,
-        },
-        "get_64m": {
-            "op": "get_binary",
-            "n": 1 if q else 3,
-            "size": 64 * MiB,
-            "keys": 1,
-            "warmup": 1,
-        },
-        "list_10k": {
-            "op": "list",
-            "n": 1 if q else 3,
-            "container": "list10k",
-            "prefix": "list",
-            "expect": 10_000,
-        },
-        "get_json_cached": {
-            "op": "get_json_cached",
-            "n": 5000 if q else 100_000,
-            "cache": "write_through",
-        },
-    }
-
-
-AZURE_VARIANTS: dict[str, tuple[str, list[str] | None]] = {
-    "ours": ("ours", None),
-    "sdk": ("sdk", [w for w in azure_workloads(True) if w != "get_json_cached"]),
-    "bare": ("bare", [w for w in azure_workloads(True) if w != "get_json_cached"]),
+AZURE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ours": ("ours", {}),
+    "sdk": ("sdk", {}),
+    "bare": ("bare", {}),
 }
+LIST_KEYS = 10_000
 
 
-def _named(
-    workloads: dict[str, dict[str, Any]], names: list[str] | None, **extra: Any
-) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "prefix": n, **extra, **w}
-        for n, w in workloads.items()
-        if names is None or n in names
-    ]
-
-
-# -------------------------------------------------------------------------- local
-
-
-def bench_local(quick: bool, repeats: int, orig_py: str) -> dict[str, Any]:
-    filesystems = {"tmp": tempfile.gettempdir(), "shm": "/dev/shm"}
-    if not os.path.isdir("/dev/shm"):
-        del filesystems["shm"]
-    workloads = local_workloads(quick)
-    out: dict[str, Any] = {}
-    for fs, base in filesystems.items():
-        runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for rep in range(repeats):
-            for variant, (impl, extras, names) in LOCAL_VARIANTS.items():
-                root = tempfile.mkdtemp(prefix=f"abd-bench-{variant}-", dir=base)
-                try:
-                    spec = {
-                        "impl": impl,
-                        "backend": "local",
-                        "root": root,
-                        "container": "bench",
-                        **extras,
-                        "workloads": _named(workloads, names, sync_fs=True),
-                    }
-                    py = orig_py if impl == "original" else sys.executable
-                    t0 = time.perf_counter()
-                    res = run_worker(py, spec)["results"]
-                    log(
-                        f"local/{fs} rep {rep + 1}/{repeats} {variant}: "
-                        f"{time.perf_counter() - t0:.1f}s"
-                    )
-                finally:
-                    shutil.rmtree(root, ignore_errors=True)
-                    os.sync()  # the deletes' journal writes land here, not in the next run
-                for name, r in res.items():
-                    runs.setdefault(variant, {}).setdefault(name, []).append(r)
-        out[fs] = {
-            "path": base,
-            "fstype": _fstype(base),
-            "variants": {
-                v: {n: median_results(rs) for n, rs in ws.items()} for v, ws in runs.items()
+def local_workloads(quick: bool) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """workload -> (worker spec, variants that run it)."""
+    q = quick
+    reads = ["ours", "original", "floor_sync", "floor_async"]
+    writes = ["ours_nondurable", "original", "floor_async_nondurable", "ours", "floor_async"]
+    return {
+        "get_json_seq": ({"op": "get_json", "n": 500 if q else 5000}, reads),
+        "get_json_c64": ({"op": "get_json", "n": 640 if q else 6400, "tasks": 64}, reads),
+        # durable_n: the fsync'd variants' count; a durable write costs 5-20 ms on a loaded disk
+        "set_json_seq": (
+            {"op": "set_json", "n": 100 if q else 1000, "durable_n": 50 if q else 300},
+            writes,
+        ),
+        "set_json_c64": (
+            {
+                "op": "set_json",
+                "n": 640 if q else 3200,
+                "tasks": 64,
+                "durable_n": 640 if q else 1280,
             },
-        }
-    return out
+            writes,
+        ),
+        "get_json_cached": (
+            {"op": "get_json_cached", "n": 5000 if q else 100_000, "cache": "write_through"},
+            ["ours"],
+        ),
+        "list_10k": (
+            {
+                "op": "list",
+                "n": 1 if q else 5,
+                "container": "lst",
+                "prefix": "list",
+                "populate": LIST_KEYS,
+            },
+            ["ours", "floor_sync"],
+        ),
+    }
 
 
-def memory_local(quick: bool, orig_py: str) -> dict[str, Any]:
-    """Peak memory of one 64 MiB set/get in fresh processes (tmp filesystem)."""
-    out: dict[str, Any] = {}
-    reps = 1 if quick else 3
-    for variant, impl, extras in (
-        ("ours", "ours", {"durable": True}),
-        ("original", "original", {}),
-        ("floor_async", "floor", {"durable": True, "hop": True}),
-    ):
-        root = tempfile.mkdtemp(prefix=f"abd-mem-{variant}-")
-        try:
-            per: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(reps):
-                for op in ("set_binary", "get_binary"):
-                    spec = {
-                        "impl": impl,
-                        "backend": "local",
-                        "root": root,
-                        "container": "mem",
-                        **extras,
-                        "memory": {"op": op, "size": 64 * MiB},
-                    }
-                    py = orig_py if impl == "original" else sys.executable
-                    per.setdefault(op, []).append(run_worker(py, spec)["memory"])
-            out[variant] = {op: median_results(rs) for op, rs in per.items()}
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-    return out
+def azure_workloads(quick: bool) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    q = quick
+    small = ["ours", "sdk", "bare"]
+    return {
+        "put_small_seq": ({"op": "set_json", "n": 100 if q else 600}, small),
+        "get_small_seq": ({"op": "get_json", "n": 150 if q else 1000}, small),
+        "put_small_c64": ({"op": "set_json", "n": 320 if q else 1280, "tasks": 64}, small),
+        "get_small_c64": ({"op": "get_json", "n": 320 if q else 1280, "tasks": 64}, small),
+        "put_64m": (
+            {"op": "set_binary", "n": 1 if q else 3, "size": 64 * MiB, "keys": 1, "warmup": 1},
+            ["ours", "sdk"],
+        ),
+        "get_64m": (
+            {"op": "get_binary", "n": 1 if q else 3, "size": 64 * MiB, "keys": 1, "warmup": 1},
+            ["ours", "sdk"],
+        ),
+        "list_10k": (
+            {"op": "list", "n": 1 if q else 3, "container": "list10k", "prefix": "list"},
+            ["ours", "sdk"],
+        ),
+    }
 
 
-def _fstype(path: str) -> str:
-    try:
-        best, kind = "", "?"
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mnt, typ = parts[1], parts[2]
-                real = os.path.realpath(path)
-                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
-                    best, kind = mnt, typ
-        return kind
-    except OSError:
-        return "?"
+@dataclass
+class Config:
+    """One (implementation, workload) of a section: one fresh process per round."""
+
+    section: str
+    workload: str
+    variant: str
+    python: str
+    spec: dict[str, Any]
 
 
-# -------------------------------------------------------------------------- azure
+@dataclass
+class Section:
+    name: str
+    info: dict[str, Any]
+    groups: list[list[Config]]  # one group per workload: its implementations run back to back
+    runs: dict[str, dict[str, list[dict[str, Any] | None]]] = field(default_factory=dict)
+
+
+def rotate(items: list[Any], by: int) -> list[Any]:
+    """``items`` rotated left by ``by``: round r starts with item r (mod len)."""
+    if not items:
+        return items
+    k = by % len(items)
+    return items[k:] + items[:k]
+
+
+def round_order(sections: list[Section], r: int) -> Iterator[tuple[Section, Config]]:
+    """Round ``r``'s order: sections, workloads and implementations each rotated by ``r``."""
+    for sec in rotate(sections, r):
+        for group in rotate(sec.groups, r):
+            for cfg in rotate(group, r):
+                yield sec, cfg
+
+
+def local_section(fs: str, base: str, quick: bool, orig_py: str, scratch: ExitStack) -> Section:
+    # The listing tree is written once per run and only read by the workloads, so every
+    # round lists the same 10,000 files (plain files, as a bare walk sees them).
+    list_root = tempfile.mkdtemp(prefix="abd-bench-list-", dir=base)
+    scratch.callback(shutil.rmtree, list_root, True)
+    populate_local(os.path.join(list_root, "lst"), "list", LIST_KEYS)
+    groups = []
+    for name, (w, variants) in local_workloads(quick).items():
+        group = []
+        for variant in variants:
+            impl, extras = LOCAL_VARIANTS[variant]
+            wl = dict(w)
+            durable_n = wl.pop("durable_n", None)
+            if durable_n is not None and extras.get("durable") and impl != "original":
+                wl["n"] = durable_n
+            spec = {
+                "impl": impl,
+                "backend": "local",
+                "container": "bench",
+                **extras,
+                "workloads": [{"name": name, "prefix": name, "sync_fs": True, **wl}],
+            }
+            if not w["op"].startswith("set"):
+                # Reads do not depend on durability; without fsync their untimed set-up
+                # writes take milliseconds instead of seconds on the disk.
+                spec["durable"] = False
+            if w["op"] == "list":
+                spec["root"] = list_root
+                spec["workloads"][0]["expect"] = LIST_KEYS
+            py = orig_py if impl == "original" else sys.executable
+            group.append(Config(f"local/{fs}", name, variant, py, spec))
+        groups.append(group)
+    return Section(f"local/{fs}", {"path": base, "fstype": _fstype(base)}, groups)
+
+
+def azure_section(quick: bool) -> Section:
+    groups = []
+    for name, (w, variants) in azure_workloads(quick).items():
+        group = []
+        for variant in variants:
+            impl, extras = AZURE_VARIANTS[variant]
+            spec = {
+                "impl": impl,
+                "backend": "azure",
+                "account": ACCOUNT,
+                "key": KEY,
+                "container": f"bench-{variant}",
+                **extras,
+                "workloads": [{"name": name, "prefix": name, **w}],
+            }
+            if w["op"] == "list":
+                spec["workloads"][0]["expect"] = _azure_list_keys(quick)
+            group.append(Config("azure", name, variant, sys.executable, spec))
+        groups.append(group)
+    return Section("azure", {"azurite": "in memory, same machine"}, groups)
+
+
+def _azure_list_keys(quick: bool) -> int:
+    return 1000 if quick else LIST_KEYS
 
 
 async def _populate_list(endpoint: str, count: int) -> None:
@@ -330,173 +292,191 @@ async def _populate_list(endpoint: str, count: int) -> None:
 
         async def put(i: int) -> None:
             async with sem:
-                await c.put("list10k", f"list/k{i}", b"x" * 64)
+                await c.put("list10k", f"list/k{i:05d}", b"x" * 64)
 
         await asyncio.gather(*(put(i) for i in range(count)))
     finally:
         await c.close()
 
 
-def bench_azure(quick: bool, repeats: int) -> dict[str, Any]:
-    """Each repeat gets a fresh Azurite: in-memory Azurite keeps overwritten 64 MiB extents
-    until its (slow) garbage collection, and would run out of its extent memory."""
-    workloads = azure_workloads(quick)
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    memory: dict[str, Any] = {}
-    for rep in range(repeats):
-        with Azurite(memory_limit_mb=2048) as az:
-            log(f"Azurite on port {az.port}")
-            base: dict[str, Any] = {
-                "backend": "azure",
-                "endpoint": az.endpoint,
-                "account": ACCOUNT,
-                "key": KEY,
-            }
-            # Azurite's in-memory store slows every request down 2-3x once it holds 10,000
-            # blobs, so list_10k runs last, after the other workloads of all variants.
-            for phase in ("main", "list"):
-                if phase == "list":
-                    t0 = time.perf_counter()
-                    asyncio.run(_populate_list(az.endpoint, 10_000))
-                    log(f"populated 10,000 blobs in {time.perf_counter() - t0:.1f}s")
-                for variant, (impl, names) in AZURE_VARIANTS.items():
-                    chosen = [
-                        w
-                        for w in (names or list(workloads))
-                        if (w == "list_10k") == (phase == "list")
-                    ]
-                    spec = {
-                        **base,
-                        "impl": impl,
-                        "container": f"bench-{variant.replace('_', '-')}",
-                        "workloads": _named(workloads, chosen),
-                    }
-                    t0 = time.perf_counter()
-                    res = run_worker(sys.executable, spec)["results"]
-                    log(
-                        f"azure rep {rep + 1}/{repeats} {variant} {phase}: "
-                        f"{time.perf_counter() - t0:.1f}s (Azurite RSS {az.rss_mb() or 0:.0f} MB)"
-                    )
-                    for name, r in res.items():
-                        runs.setdefault(variant, {}).setdefault(name, []).append(r)
-    reps = 1 if quick else 3
-    with Azurite(memory_limit_mb=2048) as az:
-        base = {
-            "backend": "azure",
-            "endpoint": az.endpoint,
-            "account": ACCOUNT,
-            "key": KEY,
-        }
-        for variant, (impl, _) in AZURE_VARIANTS.items():
-            per: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(reps):
-                for op in ("set_binary", "get_binary"):
-                    spec = {
-                        **base,
-                        "impl": impl,
-                        "container": "mem",
-                        "memory": {"op": op, "size": 64 * MiB, "key": f"mem/{variant}"},
-                    }
-                    per.setdefault(op, []).append(run_worker(sys.executable, spec)["memory"])
-            memory[variant] = {op: median_results(rs) for op, rs in per.items()}
-        log(f"azure memory done (Azurite RSS {az.rss_mb() or 0:.0f} MB)")
-    return {
-        "variants": {v: {n: median_results(rs) for n, rs in ws.items()} for v, ws in runs.items()},
-        "memory": memory,
-    }
+class AzureServers:
+    """A fresh Azurite per round for the request workloads (in memory it keeps overwritten
+    64 MiB extents until its slow garbage collection), and one Azurite for the whole run that
+    holds the listing container: every request gets 2-3x slower once Azurite holds 10,000
+    blobs, so those blobs stay out of the other workloads' server."""
+
+    def __init__(self, quick: bool, stack: ExitStack) -> None:
+        self.lister = stack.enter_context(Azurite(memory_limit_mb=1024))
+        t0 = time.perf_counter()
+        count = _azure_list_keys(quick)
+        asyncio.run(_populate_list(self.lister.endpoint, count))
+        log(f"Azurite for listings: {count:,} blobs in {time.perf_counter() - t0:.1f}s")
+        self.round: Azurite | None = None
+
+    def endpoint_for(self, cfg: Config) -> str:
+        if cfg.workload == "list_10k":
+            return self.lister.endpoint
+        if self.round is None:
+            self.round = Azurite(memory_limit_mb=2048).start()
+        return self.round.endpoint
+
+    def end_round(self) -> None:
+        if self.round is not None:
+            self.round.stop()
+            self.round = None
 
 
 # ------------------------------------------------------------------------- import
 
+IMPORTS = {
+    "asyncio": "import asyncio",
+    "ours": "import asyncblobdict",
+    "ours_azure": "import asyncblobdict; asyncblobdict.AzureBlobAdapter",
+    "original": "import asyncblobdict",
+}
 
-def bench_import(quick: bool, orig_py: str) -> dict[str, Any]:
-    runs = 7 if quick else 30
-    cmds = {
-        "asyncio": [sys.executable, "-c", "import asyncio"],
-        "ours": [sys.executable, "-c", "import asyncblobdict"],
-        "ours_azure": [
-            sys.executable,
-            "-c",
-            "import asyncblobdict; asyncblobdict.AzureBlobAdapter",
-        ],
-        "original": [orig_py, "-c", "import asyncblobdict"],
-        "aiohttp": [sys.executable, "-c", "import aiohttp"],
-        "azure_sdk": [sys.executable, "-c", "import azure.storage.blob.aio"],
-        "python_empty": [sys.executable, "-c", "pass"],
-    }
+
+# In one fresh interpreter: what `import asyncblobdict` adds once asyncio is imported, as
+# wall time and as CPU time (the CPU time hardly moves with the machine's load).
+ADDED_PROBE = """
+import time
+import asyncio
+w0, c0 = time.perf_counter(), time.process_time()
+import asyncblobdict
+print(time.perf_counter() - w0, time.process_time() - c0)
+"""
+
+
+def import_round(runs: int, orig_py: str, r: int) -> dict[str, Any]:
+    """Wall time of fresh interpreters doing each import, ``runs`` times interleaved, and as
+    many probes of the time `import asyncblobdict` adds to `import asyncio`; the round's
+    value of each is the median."""
     cwd = tempfile.gettempdir()
-    for cmd in cmds.values():  # warm the page cache and .pyc files
-        subprocess.run(cmd, check=True, cwd=cwd)
-    times: dict[str, list[float]] = {k: [] for k in cmds}
+    names = rotate([*IMPORTS, "added"], r)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    added_cpu: list[float] = []
     for _ in range(runs):
-        for name, cmd in cmds.items():  # interleaved, so load changes hit all alike
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, cwd=cwd)
-            times[name].append(time.perf_counter() - t0)
-    labels = {"original": " (benchmarks/.venv-original, 0.1.133)"}
-    out: dict[str, Any] = {
-        "runs": runs,
-        "commands": {
-            k: "python " + " ".join(repr(a) if " " in a else a for a in v[1:]) + labels.get(k, "")
-            for k, v in cmds.items()
-        },
-    }
-    out["median_ms"] = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    out["min_ms"] = {k: min(v) * 1000 for k, v in times.items()}
-    out["importtime"] = {
-        "ours": _importtime([sys.executable, "-X", "importtime", "-c", "import asyncblobdict"]),
-        "ours_azure": _importtime(
-            [
-                sys.executable,
-                "-X",
-                "importtime",
-                "-c",
-                "import asyncblobdict; asyncblobdict.AzureBlobAdapter",
-            ]
-        ),
-    }
-    return out
-
-
-def _importtime(cmd: list[str], top: int = 12) -> list[dict[str, Any]]:
-    """The heaviest imports by cumulative time that ``import asyncio`` does not already load."""
-    base = _parse_importtime(
-        subprocess.run(
-            [cmd[0], "-X", "importtime", "-c", "import asyncio"],
-            capture_output=True,
-            text=True,
-            cwd=tempfile.gettempdir(),
-        ).stderr
-    )
-    best: dict[str, tuple[int, int]] = {}
-    for _ in range(5):
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
-        for name, (self_us, cum_us) in _parse_importtime(proc.stderr).items():
-            if name in base:
+        for name in names:
+            if name == "added":
+                out = subprocess.run(
+                    [sys.executable, "-c", ADDED_PROBE],
+                    check=True,
+                    cwd=cwd,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                times[name].append(float(out[0]))
+                added_cpu.append(float(out[1]))
                 continue
-            old = best.get(name)
-            best[name] = (
-                (self_us, cum_us) if old is None else (min(old[0], self_us), min(old[1], cum_us))
+            py = orig_py if name == "original" else sys.executable
+            t0 = time.perf_counter()
+            subprocess.run([py, "-c", IMPORTS[name]], check=True, cwd=cwd)
+            times[name].append(time.perf_counter() - t0)
+    wall = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    return {
+        "median_ms": {k: v for k, v in wall.items() if k != "added"},
+        "added_ms": wall["added"],
+        "added_cpu_ms": statistics.median(added_cpu) * 1000,
+        "runs": runs,
+        "loadavg": os.getloadavg()[0],
+    }
+
+
+def _warm_imports(orig_py: str) -> None:
+    for name, code in IMPORTS.items():  # page cache and .pyc files
+        py = orig_py if name == "original" else sys.executable
+        subprocess.run([py, "-c", code], check=True, cwd=tempfile.gettempdir())
+
+
+# ---------------------------------------------------------------------------- rounds
+
+
+def run_rounds(
+    sections: list[Section],
+    rounds: int,
+    orig_py: str,
+    azure: AzureServers | None,
+    import_runs: int,
+) -> dict[str, Any]:
+    """Every config of every section once per round, in rotated order; import timing too."""
+    total = rounds * (sum(len(g) for s in sections for g in s.groups) + (1 if import_runs else 0))
+    done = 0
+    started = time.perf_counter()
+    failures: list[str] = []
+    imports: list[dict[str, Any]] = []
+
+    def progress(what: str, secs: float) -> None:
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done * (total - done) if done else 0.0
+        log(
+            f"{done}/{total} {what}: {secs:.1f}s "
+            f"(elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)"
+        )
+
+    for sec in sections:
+        for group in sec.groups:
+            for cfg in group:
+                sec.runs.setdefault(cfg.workload, {})[cfg.variant] = []
+    for r in range(rounds):
+        log(f"round {r + 1}/{rounds} (load {os.getloadavg()[0]:.2f})")
+        if import_runs and r % 2 == 0:  # imports first on even rounds, last on odd ones
+            t0 = time.perf_counter()
+            imports.append(import_round(import_runs, orig_py, r))
+            done += 1
+            progress(f"r{r + 1} import", time.perf_counter() - t0)
+        for sec, cfg in round_order(sections, r):
+            spec = dict(cfg.spec)
+            scratch = None
+            if cfg.section.startswith("local/") and "root" not in spec:
+                scratch = tempfile.mkdtemp(prefix=f"abd-bench-{cfg.variant}-", dir=sec.info["path"])
+                spec["root"] = scratch
+            if cfg.section == "azure":
+                assert azure is not None
+                spec["endpoint"] = azure.endpoint_for(cfg)
+            t0 = time.perf_counter()
+            result: dict[str, Any] | None
+            try:
+                result = run_worker(cfg.python, spec)["results"][cfg.workload]
+                result["round"] = r
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                result = None
+                failures.append(f"round {r + 1} {cfg.section} {cfg.workload} {cfg.variant}: {exc}")
+                log(f"FAILED: {failures[-1][-3000:]}")
+            finally:
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    os.sync()  # the deletes' journal writes land here, not in the next process
+            sec.runs[cfg.workload][cfg.variant].append(result)
+            done += 1
+            progress(
+                f"r{r + 1} {cfg.section} {cfg.workload} {cfg.variant}", time.perf_counter() - t0
             )
-    rows = sorted(best.items(), key=lambda kv: -kv[1][1])[:top]
-    return [{"module": n, "self_us": s, "cumulative_us": c} for n, (s, c) in rows]
-
-
-def _parse_importtime(text: str) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for line in text.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        try:
-            _, rest = line.split(":", 1)
-            self_us, cum_us, name = rest.split("|", 2)
-            out[name.strip()] = (int(self_us), int(cum_us))
-        except ValueError:
-            continue
-    return out
+        if azure is not None:
+            azure.end_round()
+        if import_runs and r % 2 == 1:
+            t0 = time.perf_counter()
+            imports.append(import_round(import_runs, orig_py, r))
+            done += 1
+            progress(f"r{r + 1} import", time.perf_counter() - t0)
+    return {"imports": imports, "failures": failures}
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def _fstype(path: str) -> str:
+    try:
+        best, kind = "", "?"
+        real = os.path.realpath(path)
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mnt, typ = parts[1], parts[2]
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, kind = mnt, typ
+        return kind
+    except OSError:
+        return "?"
 
 
 def machine_info() -> dict[str, Any]:
@@ -514,16 +494,14 @@ def machine_info() -> dict[str, Any]:
         "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
         "python": sys.version.split()[0],
         "mem_total": sh("grep MemTotal /proc/meminfo | awk '{print $2/1024/1024 \" GiB\"}'"),
-        "tmp_fs": f"{tempfile.gettempdir()} ({_fstype(tempfile.gettempdir())})",
-        "disks": sh("lsblk -d -o NAME,ROTA,TYPE,SIZE 2>/dev/null | tr -s ' '"),
-        "loadavg_start": sh("cat /proc/loadavg"),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": {
             "aiohttp": _version("aiohttp"),
             "azure-storage-blob": _version("azure-storage-blob"),
             "azurite": _azurite_version(),
             "original": ORIGINAL_VERSION,
+            "asyncblobdict": _version("asyncblobdict"),
         },
+        "git": sh(f"git -C {REPO} rev-parse --short HEAD") or "?",
     }
 
 
@@ -544,62 +522,91 @@ def _azurite_version() -> str:
         return "missing"
 
 
+def _utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, 1 repeat (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="few ops, 3 rounds (smoke run)")
     ap.add_argument(
         "--only",
         choices=["local", "azure", "import"],
         action="append",
-        help="run only these parts (repeatable)",
+        help="run only these parts (repeatable); writes to results/partial/, never published",
     )
-    ap.add_argument("--repeats", type=int, default=None, help="repeats (default 3, quick 1)")
-    ap.add_argument("--out", default=None, help="results folder (quick: results/quick)")
-    ap.add_argument("--chart", default=None, help="chart path (quick: in the results folder)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 7, quick 3)")
     args = ap.parse_args()
-    # A smoke run never overwrites the published results or docs/performance.png.
-    if args.out is None:
-        args.out = str(RESULTS / "quick") if args.quick else str(RESULTS)
-    if args.chart is None:
-        args.chart = (
-            str(Path(args.out) / "performance.png")
-            if args.quick
-            else str(REPO / "docs" / "performance.png")
-        )
     parts = args.only or ["local", "azure", "import"]
-    repeats = args.repeats or (1 if args.quick else 3)
-    out_dir = Path(args.out)
+    rounds = args.rounds or (3 if args.quick else 7)
+    published = not args.quick and not args.only
+    if published and rounds < 7:
+        ap.error("a published run needs at least 7 rounds (use --quick or --only to try less)")
+    # Only a full run writes the published files: a table comes from one run, never merged.
+    if args.quick:
+        out_dir = RESULTS / "quick"
+    elif args.only:
+        out_dir = RESULTS / "partial"
+    else:
+        out_dir = RESULTS
+    chart = REPO / "docs" / "performance.png" if published else out_dir / "performance.png"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / "results.json"
 
-    # --only merges into the previous results, so parts can be re-run one at a time.
-    results: dict[str, Any] = {}
-    if args.only and results_path.exists():
-        results = json.loads(results_path.read_text())
     started = time.perf_counter()
-    results["meta"] = {
+    meta: dict[str, Any] = {
         **machine_info(),
+        "format": FORMAT,
         "quick": args.quick,
-        "repeats": repeats,
+        "partial": bool(args.only),
+        "published": published,
+        "rounds": rounds,
         "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+        "date": _utc(),
+        "loadavg_start": os.getloadavg()[0],
     }
-    orig_py = original_python()
-    if "import" in parts:
-        log("import times")
-        results["import"] = bench_import(args.quick, orig_py)
-    if "local" in parts:
-        results["local"] = bench_local(args.quick, repeats, orig_py)
-        log("local memory")
-        results["local_memory"] = memory_local(args.quick, orig_py)
-    if "azure" in parts:
-        results["azure"] = bench_azure(args.quick, repeats)
-    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    results_path.write_text(json.dumps(results, indent=1))
-    md = write_report(results, out_dir / "results.md", Path(args.chart))
     log(
-        f"wrote {results_path}, {out_dir / 'results.md'}, {args.chart} "
-        f"in {results['meta']['seconds']}s"
+        f"{meta['command']}: {rounds} rounds of {', '.join(parts)}; "
+        f"load {meta['loadavg_start']:.2f}"
     )
+    if meta["loadavg_start"] > (os.cpu_count() or 1):
+        log(
+            f"load {meta['loadavg_start']:.1f} on {os.cpu_count()} CPUs: the run takes longer "
+            "than its budget and the spreads widen (verdicts turn 'within noise')"
+        )
+    orig_py = original_python()
+    with ExitStack() as stack:
+        sections: list[Section] = []
+        if "local" in parts:
+            for fs, base in (("tmpfs", "/dev/shm"), ("disk", tempfile.gettempdir())):
+                if os.path.isdir(base):
+                    sections.append(local_section(fs, base, args.quick, orig_py, stack))
+        azure = None
+        if "azure" in parts:
+            azure = AzureServers(args.quick, stack)
+            stack.callback(azure.end_round)
+            sections.append(azure_section(args.quick))
+        import_runs = 0
+        if "import" in parts:
+            _warm_imports(orig_py)
+            import_runs = 3 if args.quick else 7
+        outcome = run_rounds(sections, rounds, orig_py, azure, import_runs)
+    meta["loadavg_end"] = os.getloadavg()[0]
+    meta["finished"] = _utc()
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    results: dict[str, Any] = {
+        "meta": meta,
+        "sections": {s.name: {**s.info, "runs": s.runs} for s in sections},
+        "import": (
+            {"commands": IMPORTS, "runs_per_round": import_runs, "rounds": outcome["imports"]}
+            if import_runs
+            else None
+        ),
+        "failures": outcome["failures"],
+    }
+    results_path = out_dir / "results.json"
+    results_path.write_text(json.dumps(results, indent=1))
+    md = write_report(results, out_dir / "results.md", chart, docs=published)
+    log(f"wrote {results_path}, {out_dir / 'results.md'}, {chart} in {meta['seconds']}s")
     print(md)
 
 

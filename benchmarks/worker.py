@@ -20,9 +20,10 @@ Spec::
      "memory": {"op": "set_binary" | "get_binary", "size": 67108864}   # instead of workloads
     }
 
-Each result: ops, seconds, ops_s, p50_us, p99_us, cpu_us_per_op (time.process_time of this
-process, all its threads, divided by ops), loop_cpu_us_per_op (time.thread_time of the
-event-loop thread alone), MB_s for binary ops, loadavg (1-minute load when it ended).
+Each result: ops, samples (latencies measured), seconds, ops_s, p50_us, p99_us,
+cpu_us_per_op (time.process_time of this process, all its threads, divided by ops),
+loop_cpu_us_per_op (time.thread_time of the event-loop thread alone),
+MB_s for binary ops, loadavg (1-minute load when it ended).
 """
 
 from __future__ import annotations
@@ -213,6 +214,9 @@ class FloorClient(Client):
 
     async def list_keys(self, prefix: str) -> list[str]:
         return await self._run(self._list, prefix)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Nothing to release: every operation closes its own descriptors."""
 
 
 class SdkClient(Client):
@@ -406,6 +410,7 @@ async def run_workload(client: Client, w: dict[str, Any]) -> dict[str, Any]:
     lat.sort()
     out = {
         "ops": ops,
+        "samples": len(lat),
         "seconds": elapsed,
         "ops_s": ops / elapsed,
         "p50_us": _pct(lat, 0.50) * 1e6,
