@@ -95,6 +95,8 @@ from ..errors import (
     StorageError,
 )
 from ..keys import MAX_KEY_LENGTH, validate_folder_container, validate_key, validate_prefix
+from . import _fastread
+from ._fastread import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_NO_SYMLINKS, SwapWatch
 from ._io_worker import IOWorker
 from .base import (
     OVERWRITE,
@@ -119,6 +121,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "LOCK_FOLDER",
     "MTIME_MARK_NS",
+    "FAST_READ_BYTES",
     "SMALL_VALUE_BYTES",
     "STALE_TEMP_SECONDS",
     "XATTR_NAME",
@@ -138,6 +141,9 @@ MTIME_MARK_NS = 20_000_000
 """How far in the past a write sets its file's mtime (more than any kernel clock tick)."""
 SMALL_VALUE_BYTES = 4096
 """Values up to this size are hashed on every read instead of trusting their record."""
+
+FAST_READ_BYTES = 64 * 1024
+"""Values up to this size may be read on the event loop when that needs no disk access."""
 
 _MAX_SEGMENT_BYTES = 255
 _TEMP_MARK = ".abd-tmp-"
@@ -173,6 +179,23 @@ _DIR_FLAGS = _ROOT_FLAGS | _O_NOFOLLOW
 _READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC
+# The read on the loop: O_NOATIME (allowed on files we own; EPERM otherwise, and the read
+# goes to a thread) so that the read dirties no inode, which on a journalling filesystem
+# could wait for the journal.
+_FAST_FLAGS = _READ_FLAGS | getattr(os, "O_NOATIME", 0)
+_FAST_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
+_AT_FDCWD = -100
+_BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+# Looked up at call time, so tests can make them report "would block" or be slow.
+_preadv = getattr(os, "preadv", None)
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
+# How a LocalFileAdapter may read on the loop: not yet known, never, with RWF_NOWAIT, or with
+# a plain pread (a memory filesystem while no swap is active).
+_FAST_UNKNOWN = 0
+_FAST_OFF = 1
+_FAST_NOWAIT = 2
+_FAST_MEMORY = 3
 
 _SUPPORTED = (
     _fcntl is not None
@@ -449,6 +472,7 @@ class LocalFileAdapter:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.durable = durable
         self._root = str(self.root)
+        self._root_b = os.fsencode(self._root)
         if io_threads is None:
             # More threads than CPUs only add GIL contention for small operations; at least
             # two, so one slow fsync does not hold up every read.
@@ -458,6 +482,13 @@ class LocalFileAdapter:
         # Records go to an extended attribute until the filesystem says it has none.
         self._xattrs = _HAS_XATTR and _metadata_store == "auto"
         self._decoded: dict[bytes, _Record] = {}
+        # Reading on the loop (see _get_fast): how, the device it is allowed on (the root's),
+        # and how often it was done (tests look at these counters).
+        self._fast_mode = _FAST_UNKNOWN
+        self._fast_dev = -1
+        self._swap = SwapWatch()
+        self.fast_reads = 0
+        self.fast_declines = 0
 
     def __repr__(self) -> str:
         return f"LocalFileAdapter(root={self._root!r}, durable={self.durable})"
@@ -518,7 +549,105 @@ class LocalFileAdapter:
         """Read the value and what is known of it; ``info.etag`` is the MD5 of these bytes."""
         if self._check(container, key) is not None:
             raise BlobNotFoundError("key not found", container=container, key=key)
+        if self._fast_mode > _FAST_OFF:
+            got = self._get_fast(container, key)
+            if got is not None:
+                self.fast_reads += 1
+                return got
+            self.fast_declines += 1
         return await self._io.run(self._get_sync, container, key)
+
+    def _get_fast(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
+        """Read a small value on the event loop if that needs no disk access; None (go to
+        the I/O threads) whenever it might: a path not in the kernel's caches, a page not in
+        the page cache, a large value, a sidecar record, any error.
+
+        Same steps and result as the thread path (``_inspect_once`` then ``_found_read``): one
+        descriptor, its fstat, its record, its bytes.
+        """
+        # Both opens resolve from the dentry cache only (RESOLVE_CACHED: they fail where a
+        # lookup would need I/O); the key's path never follows a symlink or leaves root.
+        root = _fastread.try_openat2(_AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED)
+        if root < 0:
+            return None
+        path = f"{container}/{key}".encode()
+        fd = _fastread.try_openat2(root, path, _FAST_FLAGS, _FAST_RESOLVE)
+        os.close(root)
+        if fd < 0:
+            return None
+        try:
+            found = self._read_fast(fd)
+        except OSError:
+            found = None
+        finally:
+            os.close(fd)
+        if found is None or found.data is None:
+            return None
+        return found.data, found.info(key)
+
+    def _read_fast(self, fd: int) -> _Found | None:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_size > FAST_READ_BYTES
+            # Another filesystem mounted inside the root since the probe.
+            or st.st_dev != self._fast_dev
+            # Replaced meanwhile: our close may free the file, which a thread should do.
+            or st.st_nlink == 0
+        ):
+            return None
+        try:
+            # The inode is in memory (the file is open) and a record is small: ext4, XFS and
+            # Btrfs keep it in the inode itself (docs/local.md, "Reading on the loop").
+            raw = os.getxattr(fd, XATTR_NAME)
+        except OSError:
+            return None  # no attribute: maybe a sidecar, or another program's file
+        record = self._decode(raw)
+        if self._fast_mode == _FAST_NOWAIT:
+            buf = bytearray(st.st_size + 1)
+            try:
+                assert _preadv is not None
+                got = _preadv(fd, [buf], 0, _RWF_NOWAIT)
+            except OSError as exc:
+                if exc.errno in _NOWAIT_UNSUPPORTED:
+                    self._nowait_unsupported()
+                return None  # EAGAIN: some of it is not in the page cache
+            if got != st.st_size:
+                return None  # partly cached (a short count), or changed meanwhile
+            data = bytes(memoryview(buf)[:got])
+        else:
+            if self._swap.active():
+                return None
+            data = os.pread(fd, st.st_size + 1, 0)
+            if len(data) != st.st_size:
+                return None
+        return _found_read(fd, st, record, data)
+
+    def _nowait_unsupported(self) -> None:
+        """RWF_NOWAIT refused (tmpfs on many kernels): a memory filesystem's pages are read
+        with a plain pread while no swap is active; anywhere else reads stay in the threads."""
+        fstype, _ = _fastread.filesystem_of(self._root)
+        self._fast_mode = _FAST_MEMORY if fstype in _fastread.MEMORY_FILESYSTEMS else _FAST_OFF
+        _log.info("RWF_NOWAIT not supported under %r (%s)", self._root, fstype)
+
+    def _probe_fast(self) -> None:
+        """Decide (in an I/O thread, once the root exists) whether reads may try the loop."""
+        if not (_fastread.OPENAT2_CACHED and _preadv is not None and _RWF_NOWAIT):
+            self._fast_mode = _FAST_OFF
+            return
+        try:
+            dev = os.stat(self._root).st_dev
+        except OSError:
+            return  # no root yet: look again on a later read
+        fstype, nested = _fastread.filesystem_of(self._root)
+        if nested or fstype not in (_fastread.NOWAIT_FILESYSTEMS | _fastread.MEMORY_FILESYSTEMS):
+            # A filesystem whose open() may ask a server (FUSE, NFS...), or one mounted
+            # inside the root.
+            self._fast_mode = _FAST_OFF
+            _log.info("reads under %r stay in the I/O threads (%s)", self._root, fstype)
+            return
+        self._fast_dev = dev
+        self._fast_mode = _FAST_NOWAIT
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
         """Size, ETag, modification time, MD5 digest, content type and metadata.
@@ -773,7 +902,7 @@ class LocalFileAdapter:
         filesystem allows, so the key can never have been stored)."""
         parts = key.split("/")
         try:
-            fds = self._walk(container, parts[:-1], key, create=False)
+            fds = self._walk_read(container, parts[:-1], key)
             try:
                 return action(fds, parts[-1])
             finally:
@@ -786,6 +915,9 @@ class LocalFileAdapter:
             return None
 
     def _get_sync(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        if self._fast_mode == _FAST_UNKNOWN:
+            self._probe_fast()
+
         def read(fds: _Fds, name: str) -> _Found | None:
             return self._inspect(
                 fds[-1], name, True, lambda: self._locked(fds[0], container, key, shared=True)
@@ -1428,6 +1560,26 @@ class LocalFileAdapter:
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _walk_read(self, container: str, folders: _Names, key: str) -> _Fds:
+        """``_walk(create=False)`` in one ``openat2`` (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+        where there is one: [root fd, folder fd]. Any refusal other than "missing" (a
+        symlink, a name too long, no openat2) takes the portable walk, which says why."""
+        if not _fastread.OPENAT2:
+            return self._walk(container, folders, key, create=False)
+        try:
+            root = os.open(self._root, _ROOT_FLAGS)
+        except FileNotFoundError:
+            raise _Missing from None
+        try:
+            path = "/".join([container, *folders])
+            # Not O_NOFOLLOW: with it a symlink last in the path reads as ENOTDIR, not ELOOP.
+            return [root, _fastread.openat2(root, os.fsencode(path), _ROOT_FLAGS, _BENEATH)]
+        except OSError as exc:
+            os.close(root)
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise _Missing from None  # a folder is missing, or is a value
+        return self._walk(container, folders, key, create=False)
+
     def _walk(
         self, container: str, folders: _Names, key: str | None, *, create: bool, keep: int = 1
     ) -> _Fds:
@@ -1601,26 +1753,26 @@ def _modified(record: _Record | None, st: os.stat_result) -> int:
     return st.st_mtime_ns
 
 
+def _found_read(fd: int, st: os.stat_result, record: _Record | None, data: bytes) -> _Found:
+    """What is known of the open version whose bytes (read after ``st``) are ``data``; the
+    thread path and the read on the loop both end here, so they agree."""
+    size = len(data)
+    if size <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
+        return _Found(size, _md5(data), _modified(record, st), record, data)
+    # After the read: a write that started before this fstat has already moved the mtime,
+    # so a proven record describes exactly the bytes read.
+    after = os.fstat(fd)
+    md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
+    return _Found(size, md5, _modified(record, after), record, data)
+
+
 def _examine(
     fd: int, st: os.stat_result, record: _Record | None, read: bool, settle: bool
 ) -> _Found | None:
     """Size, MD5 and (if ``read``) bytes of the open version; None if ``settle`` and it
     changed while it was hashed (the caller looks again)."""
-    if st.st_size <= SMALL_VALUE_BYTES:
-        data = _read_open(fd, st.st_size)
-        if len(data) <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
-            return _Found(len(data), _md5(data), _modified(record, st), record, data)
-    elif read:
-        data = _read_open(fd, st.st_size)
-    else:
-        data = None
-    if data is not None:
-        # After the read: a write that started before this fstat has already moved the mtime,
-        # so a proven record describes exactly the bytes read.
-        after = os.fstat(fd)
-        size = len(data)
-        md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
-        return _Found(size, md5, _modified(record, after), record, data)
+    if st.st_size <= SMALL_VALUE_BYTES or read:
+        return _found_read(fd, st, record, _read_open(fd, st.st_size))
     if _proven(record, st, st.st_size):
         assert record is not None
         return _Found(st.st_size, record.md5, record.written_ns, record, None)
