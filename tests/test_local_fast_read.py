@@ -149,6 +149,42 @@ async def test_the_loop_read_declines_what_it_cannot_do_and_the_answer_stays_rig
 
 
 @needs_openat2
+async def test_a_root_reached_through_a_symlink_is_read_on_the_loop_beneath_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "root").symlink_to(tmp_path / "real", target_is_directory=True)
+    a = LocalFileAdapter(tmp_path / "root", durable=False)
+    try:
+        await warm(a)
+        assert not a._fast_direct  # the root itself is opened first, then the key beneath it
+        await a.put("c", "a/k", b"v", metadata={"m": "1"})
+        fast, slow = await both(a, "c", "a/k")
+        assert fast is not None and fast == slow
+    finally:
+        await a.close()
+
+
+@needs_openat2
+async def test_a_root_replaced_by_a_symlink_later_is_read_in_the_threads(
+    tmp_path: Path,
+) -> None:
+    a = LocalFileAdapter(tmp_path / "root", durable=False)
+    try:
+        await warm(a)
+        assert a._fast_direct
+        await a.put("c", "k", b"old")
+        (tmp_path / "root").rename(tmp_path / "moved")
+        (tmp_path / "elsewhere" / "c").mkdir(parents=True)
+        (tmp_path / "elsewhere" / "c" / "k").write_bytes(b"new")
+        (tmp_path / "root").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        assert a._get_fast("c", "k") is None  # a symlink on the path: declined
+        assert (await a.get("c", "k"))[0] == b"new"  # the root may be a symlink
+    finally:
+        await a.close()
+
+
+@needs_openat2
 async def test_sidecar_records_are_read_in_the_threads(root: Path) -> None:
     a = LocalFileAdapter(root, durable=False, _metadata_store="sidecar")
     try:

@@ -122,6 +122,7 @@ __all__ = [
     "LOCK_FOLDER",
     "MTIME_MARK_NS",
     "FAST_READ_BYTES",
+    "FAST_SLICE_SECONDS",
     "SMALL_VALUE_BYTES",
     "STALE_TEMP_SECONDS",
     "XATTR_NAME",
@@ -144,6 +145,10 @@ SMALL_VALUE_BYTES = 4096
 
 FAST_READ_BYTES = 64 * 1024
 """Values up to this size may be read on the event loop when that needs no disk access."""
+
+FAST_SLICE_SECONDS = 0.001
+"""Reads on the loop in one iteration of the event loop take about this long at most before
+each further one yields to other tasks."""
 
 _MAX_SEGMENT_BYTES = 255
 _TEMP_MARK = ".abd-tmp-"
@@ -184,6 +189,7 @@ _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC
 # could wait for the journal.
 _FAST_FLAGS = _READ_FLAGS | getattr(os, "O_NOATIME", 0)
 _FAST_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
+_FAST_DIRECT = RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
 _AT_FDCWD = -100
 _BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
 # Looked up at call time, so tests can make them report "would block" or be slow.
@@ -486,8 +492,12 @@ class LocalFileAdapter:
         # and how often it was done (tests look at these counters).
         self._fast_mode = _FAST_UNKNOWN
         self._fast_dev = -1
+        self._fast_direct = False
+        self._fast_prefix = self._root_b.rstrip(b"/") + b"/"
         self._swap = SwapWatch()
         self.fast_reads = 0
+        self._slice_loop: asyncio.AbstractEventLoop | None = None
+        self._slice_start = 0.0
         self.fast_declines = 0
 
     def __repr__(self) -> str:
@@ -553,9 +563,31 @@ class LocalFileAdapter:
             got = self._get_fast(container, key)
             if got is not None:
                 self.fast_reads += 1
+                if self._slice_spent():
+                    await asyncio.sleep(0)  # let other tasks run (see _slice_spent)
                 return got
             self.fast_declines += 1
         return await self._io.run(self._get_sync, container, key)
+
+    def _slice_spent(self) -> bool:
+        """Whether reads on the loop have used up this loop iteration's time slice.
+
+        A read on the loop does not suspend the task, so a task reading key after key
+        would keep the loop to itself. Reads in one iteration of the loop share
+        FAST_SLICE_SECONDS; once it is spent, each further read yields once, so timers and
+        other tasks wait at most about that long.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._slice_loop is not loop:
+            self._slice_loop = loop
+            self._slice_start = now
+            loop.call_soon(self._end_slice)  # runs in the next iteration
+            return False
+        return now - self._slice_start > FAST_SLICE_SECONDS
+
+    def _end_slice(self) -> None:
+        self._slice_loop = None
 
     def _get_fast(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         """Read a small value on the event loop if that needs no disk access; None (go to
@@ -565,14 +597,21 @@ class LocalFileAdapter:
         Same steps and result as the thread path (``_inspect_once`` then ``_found_read``): one
         descriptor, its fstat, its record, its bytes.
         """
-        # Both opens resolve from the dentry cache only (RESOLVE_CACHED: they fail where a
-        # lookup would need I/O); the key's path never follows a symlink or leaves root.
-        root = _fastread.try_openat2(_AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED)
-        if root < 0:
-            return None
+        # Resolved from the dentry cache only (RESOLVE_CACHED: it fails where a lookup would
+        # need I/O), never following a symlink. With a root path free of symlinks, one open
+        # of the whole path: no symlink anywhere and no ".." (no key or container holds one)
+        # keeps it beneath the root, and a root replaced by a symlink later fails (ELOOP).
         path = f"{container}/{key}".encode()
-        fd = _fastread.try_openat2(root, path, _FAST_FLAGS, _FAST_RESOLVE)
-        os.close(root)
+        if self._fast_direct:
+            fd = _fastread.try_openat2(
+                _AT_FDCWD, self._fast_prefix + path, _FAST_FLAGS, _FAST_DIRECT
+            )
+        else:
+            root = _fastread.try_openat2(_AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED)
+            if root < 0:
+                return None
+            fd = _fastread.try_openat2(root, path, _FAST_FLAGS, _FAST_RESOLVE)
+            os.close(root)
         if fd < 0:
             return None
         try:
@@ -647,6 +686,7 @@ class LocalFileAdapter:
             _log.info("reads under %r stay in the I/O threads (%s)", self._root, fstype)
             return
         self._fast_dev = dev
+        self._fast_direct = os.path.realpath(self._root) == self._root
         self._fast_mode = _FAST_NOWAIT
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
