@@ -391,3 +391,33 @@ def test_any_value_reads_the_same_on_the_loop_and_in_a_thread(
             await a.close()
 
         asyncio.run(run())
+
+
+@needs_openat2
+async def test_a_task_reading_on_the_loop_lets_other_tasks_run(
+    adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads on the loop do not suspend the reader; once the slice of the loop iteration is
+    spent (here at once), each read yields, so a task reading key after key cannot keep the
+    loop to itself."""
+    await warm(adapter)
+    await adapter.put("c", "k", b"v")
+    monkeypatch.setattr(local_module, "FAST_SLICE_SECONDS", 0.0)
+    done = False
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    reads = adapter.fast_reads
+    for _ in range(200):
+        await adapter.get("c", "k")
+    done = True
+    await task
+    assert adapter.fast_reads == reads + 200
+    assert turns >= 100
