@@ -272,21 +272,30 @@ async def test_without_openat2_reads_stay_in_the_threads_and_walk(
 
 
 @needs_openat2
-async def test_the_thread_path_opens_the_folder_in_one_openat2(
+async def test_existing_folders_are_opened_in_one_openat2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a = LocalFileAdapter(tmp_path / "root", durable=False)
+    per_folder = LocalFileAdapter._open_folder
+    opened: list[str] = []
 
-    def no_walk(self: LocalFileAdapter, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("walked")
+    def counted(self: LocalFileAdapter, parent: int, name: str, *args: Any, **kw: Any) -> Any:
+        opened.append(name)
+        return per_folder(self, parent, name, *args, **kw)
 
     try:
         await a.put("c", "a/b/c", b"v")
-        monkeypatch.setattr(LocalFileAdapter, "_walk", no_walk)
+        monkeypatch.setattr(LocalFileAdapter, "_open_folder", counted)
         assert (await thread_read(a, "c", "a/b/c"))[0] == b"v"
         assert (await a.head("c", "a/b/c")) is not None
-        with pytest.raises(BlobNotFoundError):
-            await thread_read(a, "c", "a/x/c")  # a missing folder: no walk either
+        await a.put("c", "a/b/c", b"w")  # the lock file too, in its existing folder
+        await a.put("c", "a/b/d", b"x")
+        assert [name async for name in a.list_names("c", "a/b/")] == ["a/b/c", "a/b/d"]
+        await a.delete("c", "a/b/d")  # a delete keeps several folders open: it walks
+        assert opened == ["c", "a", "b"]
+        opened.clear()
+        await a.put("c", "new/k", b"y")  # a folder to create: the walk creates it
+        assert opened == ["c", "new"] and (await a.get("c", "new/k"))[0] == b"y"
     finally:
         await a.close()
 

@@ -90,30 +90,30 @@ _syscall, _bare, OPENAT2, OPENAT2_CACHED = _load()
 """Whether openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS works here, and with
 RESOLVE_CACHED too."""
 
-_hows: dict[tuple[int, int], tuple[_OpenHow, int]] = {}
+_hows: dict[tuple[int, int, int], tuple[_OpenHow, int]] = {}
 
 
-def _how(flags: int, resolve: int) -> int:
+def _how(flags: int, resolve: int, mode: int = 0) -> int:
     """The address of a ``struct open_how``, kept alive (in ``_hows``) for reuse."""
-    found = _hows.get((flags, resolve))
+    found = _hows.get((flags, resolve, mode))
     if found is None:
-        how = _OpenHow(flags, 0, resolve)
-        found = _hows[flags, resolve] = (how, ctypes.addressof(how))
+        how = _OpenHow(flags, mode, resolve)
+        found = _hows[flags, resolve, mode] = (how, ctypes.addressof(how))
     return found[1]
 
 
-def openat2(dir_fd: int, path: bytes, flags: int, resolve: int) -> int:
-    """``openat2(dir_fd, path, {flags, 0, resolve})``: a new fd, or OSError."""
-    fd: int = _syscall(_SYS_OPENAT2, dir_fd, path, _how(flags, resolve), _HOW_SIZE)
+def openat2(dir_fd: int, path: bytes, flags: int, resolve: int, mode: int = 0) -> int:
+    """``openat2(dir_fd, path, {flags, mode, resolve})``: a new fd, or OSError."""
+    fd: int = _syscall(_SYS_OPENAT2, dir_fd, path, _how(flags, resolve, mode), _HOW_SIZE)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(path))
     return fd
 
 
-def try_openat2(dir_fd: int, path: bytes, flags: int, resolve: int) -> int:
+def try_openat2(dir_fd: int, path: bytes, flags: int, resolve: int, mode: int = 0) -> int:
     """:func:`openat2`, faster, returning -1 on any failure (the reason is not kept)."""
-    fd: int = _bare(_SYS_OPENAT2, dir_fd, path, _how(flags, resolve), _HOW_SIZE)
+    fd: int = _bare(_SYS_OPENAT2, dir_fd, path, _how(flags, resolve, mode), _HOW_SIZE)
     return fd
 
 

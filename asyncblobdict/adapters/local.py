@@ -76,6 +76,7 @@ import errno
 import hashlib
 import logging
 import os
+import random
 import re
 import stat
 import time
@@ -353,8 +354,16 @@ def _short(name: str) -> str:
     return name
 
 
+# Temp names need to be unique, not secret: a generator seeded once (and again in a forked
+# child) saves a getrandom call per write. Our own, so that random.seed() cannot make two
+# processes pick the same names.
+_names = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_names.seed)
+
+
 def _temp_name(name: str) -> str:
-    return f".{_short(name)}{_TEMP_MARK}{os.urandom(8).hex()}"
+    return f".{_short(name)}{_TEMP_MARK}{_names.getrandbits(64):016x}"
 
 
 def _meta_name(name: str, ino: int, mtime_ns: int) -> str:
@@ -942,7 +951,7 @@ class LocalFileAdapter:
         filesystem allows, so the key can never have been stored)."""
         parts = key.split("/")
         try:
-            fds = self._walk_read(container, parts[:-1], key)
+            fds = self._walk(container, parts[:-1], key, create=False)
             try:
                 return action(fds, parts[-1])
             finally:
@@ -1600,26 +1609,6 @@ class LocalFileAdapter:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _walk_read(self, container: str, folders: _Names, key: str) -> _Fds:
-        """``_walk(create=False)`` in one ``openat2`` (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
-        where there is one: [root fd, folder fd]. Any refusal other than "missing" (a
-        symlink, a name too long, no openat2) takes the portable walk, which says why."""
-        if not _fastread.OPENAT2:
-            return self._walk(container, folders, key, create=False)
-        try:
-            root = os.open(self._root, _ROOT_FLAGS)
-        except FileNotFoundError:
-            raise _Missing from None
-        try:
-            path = "/".join([container, *folders])
-            # Not O_NOFOLLOW: with it a symlink last in the path reads as ENOTDIR, not ELOOP.
-            return [root, _fastread.openat2(root, os.fsencode(path), _ROOT_FLAGS, _BENEATH)]
-        except OSError as exc:
-            os.close(root)
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                raise _Missing from None  # a folder is missing, or is a value
-        return self._walk(container, folders, key, create=False)
-
     def _walk(
         self, container: str, folders: _Names, key: str | None, *, create: bool, keep: int = 1
     ) -> _Fds:
@@ -1639,6 +1628,14 @@ class LocalFileAdapter:
                 raise _Missing from None
             os.makedirs(self._root, exist_ok=True)
             root = os.open(self._root, _ROOT_FLAGS)
+        if keep == 1 and _fastread.OPENAT2:
+            # All folders in one openat2 (never via a symlink, never above root); any
+            # refusal but "missing" (a symlink, a value on the path, a name too long) is
+            # left to the walk below, which creates what is missing or says why not.
+            path = os.fsencode("/".join([container, *folders]))
+            folder = _fastread.try_openat2(root, path, _ROOT_FLAGS, _BENEATH)
+            if folder >= 0:
+                return [root, folder]
         fds = [root]
         try:
             fds.append(self._open_folder(root, container, container, key, 0, create))
@@ -1727,12 +1724,17 @@ class LocalFileAdapter:
         live on until the child exits, stalling every writer of the stripe.
         """
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
-        # Lock files hold no data, so their folder need not survive a crash.
-        locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
-        try:
-            fd = os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
-        finally:
-            os.close(locks)
+        fd = -1
+        if _fastread.OPENAT2:  # one call where there is openat2 and the lock folder exists
+            lock = f"{LOCK_FOLDER}/{stripe:02d}.lock".encode()
+            fd = _fastread.try_openat2(root, lock, _LOCK_FLAGS, _BENEATH, 0o666)
+        if fd < 0:
+            # Lock files hold no data, so their folder need not survive a crash.
+            locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
+            try:
+                fd = os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
+            finally:
+                os.close(locks)
         try:
             assert _fcntl is not None
             _fcntl.flock(fd, _fcntl.LOCK_SH if shared else _fcntl.LOCK_EX)
