@@ -9,6 +9,7 @@ Implementations, each (implementation, filesystem) pair in a fresh process, the 
 interleaving them (the order rotates every round):
 
 ``ours``      this checkout, ``AsyncBlobStore(LocalFileAdapter(root, durable=...))``
+``before``    the same at ``--before`` (default 63d89bf, before this work), from git archive
 ``original``  asyncblobdict 0.1.133 from PyPI, run by ``--original`` (its venv's python)
 ``sync``      reads: a plain open/fstat/read/close and ``json.loads`` inside a coroutine, on
               the event loop, no thread (the floor the issue names)
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,9 @@ def value() -> dict[str, Any]:
 
 
 class Impl:
+    def __init__(self, root: str, durable: bool, cache: bool) -> None:
+        pass
+
     async def get(self, key: str) -> Any:
         raise NotImplementedError
 
@@ -74,8 +79,13 @@ class Ours(Impl):
         mode = CacheMode.WRITE_THROUGH if cache else CacheMode.NONE
         self.adapter = LocalFileAdapter(root, durable=durable)
         self.store = AsyncBlobStore(self.adapter, "bench", cache_mode=mode)
-        self.get = self.store.get_json  # type: ignore[method-assign]
-        self.set = self.store.set_json  # type: ignore[method-assign]
+        self.direct_get, self.direct_set = self.store.get_json, self.store.set_json
+
+    async def get(self, key: str) -> Any:
+        return await self.store.get_json(key)
+
+    async def set(self, key: str, v: Any) -> None:
+        await self.store.set_json(key, v)
 
     async def close(self) -> None:
         await self.store.close()
@@ -87,8 +97,16 @@ class Original(Impl):
 
         mode = CacheMode.WRITE_THROUGH if cache else CacheMode.NONE
         self.store = AsyncBlobStore(LocalFileAdapter(root), "bench", cache_mode=mode)
+        s: Any = self.store  # the original's API
+        self.direct_get, self.direct_set = s.json.get, s.json.set
+
+    async def get(self, key: str) -> Any:
+        s: Any = self.store  # the original's API
+        return await s.json.get(key)
+
+    async def set(self, key: str, v: Any) -> None:
         s: Any = self.store
-        self.get, self.set = s.json.get, s.json.set
+        await s.json.set(key, v)
 
     async def close(self) -> None:
         await self.store.close()
@@ -135,7 +153,28 @@ class Floor(Impl):
         await asyncio.to_thread(self._put, key, data)
 
 
-IMPLS: dict[str, type[Impl]] = {"ours": Ours, "original": Original, "sync": Floor, "floor": Floor}
+IMPLS: dict[str, type[Impl]] = {
+    "ours": Ours,
+    "before": Ours,
+    "original": Original,
+    "sync": Floor,
+    "floor": Floor,
+}
+
+
+async def noise_lag() -> float:
+    """The lag probe's largest lateness beside a task that yields at every step: what the
+    machine's scheduling alone costs, in ms."""
+    lags: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(lag_probe(stop, lags))
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        sum(range(300))
+        await asyncio.sleep(0)
+    stop.set()
+    await probe
+    return max(lags) * 1e3
 
 
 async def lag_probe(stop: asyncio.Event, lags: list[float]) -> None:
@@ -149,13 +188,17 @@ async def run_ops(impl: Impl, op: str, n: int, tasks: int, v: Any) -> float:
     keys = [f"items/k{i:04d}" for i in range(KEYS)]
     per = n // tasks
 
+    # The store's own bound methods where there is a store: no extra coroutine layer.
+    get: Callable[[str], Awaitable[Any]] = getattr(impl, "direct_get", impl.get)
+    put: Callable[[str, Any], Awaitable[Any]] = getattr(impl, "direct_set", impl.set)
+
     async def worker(t: int) -> None:
         for i in range(per):
             key = keys[(t * 7919 + i) % KEYS]
             if op == "get":
-                await impl.get(key)
+                await get(key)
             else:
-                await impl.set(key, v)
+                await put(key, v)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(t) for t in range(tasks)))
@@ -190,18 +233,20 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
         await run_ops(durable, "set", 20, 1, v)
         us["set_durable"] = await run_ops(durable, "set", DURABLE_WRITES, 1, v) * 1e6
         await durable.close()
-    if impl_name in ("ours", "original"):
+    if impl_name in ("ours", "before", "original"):
         cached = cls(root, False, True)
         await cached.set("items/hit", v)
-        await cached.get("items/hit")
+        hit: Callable[[str], Awaitable[Any]] = getattr(cached, "direct_get", cached.get)
+        await hit("items/hit")
         start = time.perf_counter()
         for _ in range(HITS):
-            await cached.get("items/hit")
+            await hit("items/hit")
         us["hit"] = (time.perf_counter() - start) / HITS * 1e6
         await cached.close()
     if impl_name == "ours":
         adapter = fast.adapter  # type: ignore[attr-defined]
         out["fast_reads"], out["fast_declines"] = adapter.fast_reads, adapter.fast_declines
+        out["noise_max_lag_ms"] = await noise_lag()
     await fast.close()
     out["us"] = us
     out["load_end"] = os.getloadavg()[0]
@@ -228,7 +273,7 @@ def run_child(python: str, impl: str, base: str, env: dict[str, str]) -> dict[st
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} [{min(values):.2f}–{max(values):.2f}]"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main() -> None:
@@ -236,6 +281,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--original", help="the python of a venv with asyncblobdict 0.1.133")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--before", default="63d89bf", help="the commit before issue 14's work")
     parser.add_argument("--fs", nargs="*", default=["/dev/shm", "/tmp"])
     parser.add_argument("--out", default=str(HERE / "results" / "local_reads.json"))
     args = parser.parse_args()
@@ -249,6 +295,14 @@ def main() -> None:
         "sync": (sys.executable, plain_env),
         "floor": (sys.executable, plain_env),
     }
+    before = tempfile.TemporaryDirectory(prefix="abd-before-")
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", args.before, "asyncblobdict"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", before.name], input=archive, check=True)
+    impls["before"] = (sys.executable, {**os.environ, "PYTHONPATH": before.name})
     if args.original:
         impls["original"] = (args.original, plain_env)
     names = list(impls)
@@ -283,10 +337,13 @@ def table(report: dict[str, Any], bases: list[str]) -> str:
         f"{report['machine']}; {report['date']}; {len(rounds)} rounds; load average "
         f"{report['load_start'][0]:.2f} at start, {report['load_end'][0]:.2f} at end",
         "",
-        "| fs | workload | ours µs/op | other µs/op | ours vs other: speed ratio, median [min–max] |",
+        "| fs | workload | ours µs/op | other µs/op | speed ratio ours/other, median [min-max] |",
         "|---|---|---|---|---|",
     ]
     pairs = [
+        ("get_seq", "before"),
+        ("get_64", "before"),
+        ("set_seq", "before"),
         ("get_seq", "original"),
         ("get_64", "original"),
         ("get_seq", "sync"),
@@ -304,11 +361,13 @@ def table(report: dict[str, Any], bases: list[str]) -> str:
                 continue
             ours = [r[key_o]["us"][workload] for r in rounds]
             them = [r[key_x]["us"][workload] for r in rounds]
-            ratios = [t / o for o, t in zip(ours, them)]
+            ratios = [t / o for o, t in zip(ours, them, strict=True)]
             lines.append(
                 f"| {base} | {workload} | {statistics.median(ours):.1f} | "
                 f"{other} {statistics.median(them):.1f} | {spread(ratios)} |"
             )
+        noise = [r[f"ours@{base}"]["noise_max_lag_ms"] for r in rounds]
+        lines.append(f"| {base} | lag probe, scheduling alone | max {spread(noise)} ms | | |")
         lags = [r[f"ours@{base}"]["get_64_max_lag_ms"] for r in rounds]
         fast = [r[f"ours@{base}"]["fast_reads"] for r in rounds]
         declined = [r[f"ours@{base}"]["fast_declines"] for r in rounds]

@@ -430,3 +430,29 @@ async def test_a_task_reading_on_the_loop_lets_other_tasks_run(
     await task
     assert adapter.fast_reads == reads + 200
     assert turns >= 100
+
+
+@needs_openat2
+async def test_filesystems_that_may_wait_on_open_read_in_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FUSE and network filesystems answer open() themselves, and another filesystem mounted
+    beneath the root could be one: the probe turns reading on the loop off for them."""
+    for found in [("fuse.sshfs", False), ("nfs4", False), ("ext4", True), (None, True)]:
+        monkeypatch.setattr(_fastread, "filesystem_of", lambda path, found=found: found)
+        a = LocalFileAdapter(tmp_path / "root", durable=False)
+        await a.put("c", "k", b"v")
+        for _ in range(3):
+            assert (await a.get("c", "k"))[0] == b"v"
+        assert a._fast_mode == local_module._FAST_OFF, found
+        assert (a.fast_reads, a.fast_declines) == (0, 0)
+        await a.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="no mountinfo")
+def test_filesystem_of_reads_the_mount_table(tmp_path: Path) -> None:
+    kind, nested = _fastread.filesystem_of("/")
+    assert kind and nested  # /proc at least is mounted beneath "/"
+    kind, nested = _fastread.filesystem_of(str(tmp_path))
+    assert kind and not nested
+    assert _fastread._unescape("a\\040b\\134c") == "a b\\c"

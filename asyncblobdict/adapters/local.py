@@ -20,11 +20,16 @@ process-safe                conditional writes and deletes (``Update``/``CREATE`
                             replace under ``fcntl.flock``; every write and delete takes the
                             lock, so an unconditional write cannot slip between a conditional
                             write's check and its replace
-contained                   folders are opened one segment at a time relative to their parent
-                            (``openat`` with ``O_NOFOLLOW``), so no key, container name or
-                            symlink planted inside a container reaches outside the root;
-                            each parent is closed once its child is open, so an operation
-                            holds a few descriptors however deep the key
+contained                   folders are opened in one ``openat2`` with ``RESOLVE_BENEATH |
+                            RESOLVE_NO_SYMLINKS`` (Linux), else one segment at a time relative
+                            to their parent (``openat`` with ``O_NOFOLLOW``), so no key,
+                            container name or symlink planted inside a container reaches
+                            outside the root; each parent is closed once its child is open,
+                            so an operation holds a few descriptors however deep the key
+loop never waits            a small ``get`` first tries to finish on the event loop from the
+                            kernel's caches alone (``openat2`` with ``RESOLVE_CACHED``,
+                            ``preadv`` with ``RWF_NOWAIT``) and goes to the I/O threads
+                            whenever that might wait for the disk (see ``_get_fast``)
 fork-safe                   locks are released with ``LOCK_UN``, so a child forked while one
                             is held (and keeping a copy of its fd) cannot keep it held
 ==========================  ===================================================================
@@ -460,7 +465,9 @@ class LocalFileAdapter:
     ``root`` is created on the first write. ``durable=False`` skips the fsyncs (faster, and
     still atomic, but a power loss may lose recent writes). ``io_threads`` sizes the pool of
     threads doing the blocking file I/O (default: the number of CPUs, between 2 and 4); the
-    event loop never touches the disk. One adapter may be used from several event loops, one
+    event loop never waits for the disk (small reads from the kernel's caches finish on it).
+    ``fast_reads`` and ``fast_declines`` count the ``get`` calls finished on the loop and the
+    tries that went to the threads instead. One adapter may be used from several event loops, one
     after another or at once. POSIX only.
 
     ``_metadata_store="sidecar"`` (private, for tests) keeps every record in a sidecar file
@@ -502,6 +509,7 @@ class LocalFileAdapter:
         self._fast_mode = _FAST_UNKNOWN
         self._fast_dev = -1
         self._fast_direct = False
+        self._fast_fstype: str | None = None
         self._fast_prefix = self._root_b.rstrip(b"/") + b"/"
         self._swap = SwapWatch()
         self.fast_reads = 0
@@ -612,14 +620,16 @@ class LocalFileAdapter:
         # keeps it beneath the root, and a root replaced by a symlink later fails (ELOOP).
         path = f"{container}/{key}".encode()
         if self._fast_direct:
-            fd = _fastread.try_openat2(
+            fd = _fastread.try_openat2_cached(
                 _AT_FDCWD, self._fast_prefix + path, _FAST_FLAGS, _FAST_DIRECT
             )
         else:
-            root = _fastread.try_openat2(_AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED)
+            root = _fastread.try_openat2_cached(
+                _AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED
+            )
             if root < 0:
                 return None
-            fd = _fastread.try_openat2(root, path, _FAST_FLAGS, _FAST_RESOLVE)
+            fd = _fastread.try_openat2_cached(root, path, _FAST_FLAGS, _FAST_RESOLVE)
             os.close(root)
         if fd < 0:
             return None
@@ -674,7 +684,7 @@ class LocalFileAdapter:
     def _nowait_unsupported(self) -> None:
         """RWF_NOWAIT refused (tmpfs on many kernels): a memory filesystem's pages are read
         with a plain pread while no swap is active; anywhere else reads stay in the threads."""
-        fstype, _ = _fastread.filesystem_of(self._root)
+        fstype = self._fast_fstype
         self._fast_mode = _FAST_MEMORY if fstype in _fastread.MEMORY_FILESYSTEMS else _FAST_OFF
         _log.info("RWF_NOWAIT not supported under %r (%s)", self._root, fstype)
 
@@ -695,6 +705,7 @@ class LocalFileAdapter:
             _log.info("reads under %r stay in the I/O threads (%s)", self._root, fstype)
             return
         self._fast_dev = dev
+        self._fast_fstype = fstype
         self._fast_direct = os.path.realpath(self._root) == self._root
         self._fast_mode = _FAST_NOWAIT
 
