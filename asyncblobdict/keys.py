@@ -24,7 +24,17 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
 _FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff{_NONCHARACTERS}]")
 
 
+# Keys found valid lately: the store checks a key, then the adapter it calls checks the same
+# key again (it may be called directly too); the second check is this lookup. Only valid keys
+# are kept, and validity depends on the key alone.
+_RECENT: set[str] = set()
+_RECENT_MAX = 32  # enough for the hand-off; more would only hold keys alive
+
+
 def _check_text(text: str, what: str, container: str | None) -> None:
+    # Printable ASCII without a backslash, the common case, holds none of the forbidden.
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return
     bad = _FORBIDDEN.search(text)
     if bad is None:
         return
@@ -47,6 +57,8 @@ def validate_key(key: object, container: str | None = None) -> str:
     no segment is empty, ``.`` or ``..``; no backslash, control character, lone surrogate or
     Unicode non-character (U+FDD0 to U+FDEF, U+FFFE and U+FFFF of every plane).
     """
+    if type(key) is str and key in _RECENT:
+        return key
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", container=container)
     if not key:
@@ -58,12 +70,18 @@ def validate_key(key: object, container: str | None = None) -> str:
             key=key[:64] + "...",
         )
     _check_text(key, "key", container)
-    if _BAD_SEGMENT.search(key) is not None:
+    if (key[0] == "/" or key[-1] == "/" or "//" in key or "." in key) and _BAD_SEGMENT.search(
+        key
+    ) is not None:
         raise InvalidKeyError(
             "key segments must not be empty, '.' or '..' (no leading, trailing or doubled '/')",
             container=container,
             key=key,
         )
+    if type(key) is str:  # a str subclass may hash or compare as it likes
+        if len(_RECENT) >= _RECENT_MAX:
+            _RECENT.clear()
+        _RECENT.add(key)
     return key
 
 

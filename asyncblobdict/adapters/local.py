@@ -20,11 +20,16 @@ process-safe                conditional writes and deletes (``Update``/``CREATE`
                             replace under ``fcntl.flock``; every write and delete takes the
                             lock, so an unconditional write cannot slip between a conditional
                             write's check and its replace
-contained                   folders are opened one segment at a time relative to their parent
-                            (``openat`` with ``O_NOFOLLOW``), so no key, container name or
-                            symlink planted inside a container reaches outside the root;
-                            each parent is closed once its child is open, so an operation
-                            holds a few descriptors however deep the key
+contained                   folders are opened in one ``openat2`` with ``RESOLVE_BENEATH |
+                            RESOLVE_NO_SYMLINKS`` (Linux), else one segment at a time relative
+                            to their parent (``openat`` with ``O_NOFOLLOW``), so no key,
+                            container name or symlink planted inside a container reaches
+                            outside the root; each parent is closed once its child is open,
+                            so an operation holds a few descriptors however deep the key
+loop never waits            a small ``get`` first tries to finish on the event loop from the
+                            kernel's caches alone (``openat2`` with ``RESOLVE_CACHED``,
+                            ``preadv`` with ``RWF_NOWAIT``) and goes to the I/O threads
+                            whenever that might wait for the disk (see ``_get_fast``)
 fork-safe                   locks are released with ``LOCK_UN``, so a child forked while one
                             is held (and keeping a copy of its fd) cannot keep it held
 ==========================  ===================================================================
@@ -76,6 +81,7 @@ import errno
 import hashlib
 import logging
 import os
+import random
 import re
 import stat
 import time
@@ -95,6 +101,8 @@ from ..errors import (
     StorageError,
 )
 from ..keys import MAX_KEY_LENGTH, validate_folder_container, validate_key, validate_prefix
+from . import _fastread
+from ._fastread import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_NO_SYMLINKS, SwapWatch
 from ._io_worker import IOWorker
 from .base import (
     OVERWRITE,
@@ -119,6 +127,8 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "LOCK_FOLDER",
     "MTIME_MARK_NS",
+    "FAST_READ_BYTES",
+    "FAST_SLICE_SECONDS",
     "SMALL_VALUE_BYTES",
     "STALE_TEMP_SECONDS",
     "XATTR_NAME",
@@ -138,6 +148,13 @@ MTIME_MARK_NS = 20_000_000
 """How far in the past a write sets its file's mtime (more than any kernel clock tick)."""
 SMALL_VALUE_BYTES = 4096
 """Values up to this size are hashed on every read instead of trusting their record."""
+
+FAST_READ_BYTES = 64 * 1024
+"""Values up to this size may be read on the event loop when that needs no disk access."""
+
+FAST_SLICE_SECONDS = 0.001
+"""Reads on the loop in one iteration of the event loop take about this long at most before
+each further one yields to other tasks."""
 
 _MAX_SEGMENT_BYTES = 255
 _TEMP_MARK = ".abd-tmp-"
@@ -173,6 +190,24 @@ _DIR_FLAGS = _ROOT_FLAGS | _O_NOFOLLOW
 _READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC
+# The read on the loop: O_NOATIME (allowed on files we own; EPERM otherwise, and the read
+# goes to a thread) so that the read dirties no inode, which on a journalling filesystem
+# could wait for the journal.
+_FAST_FLAGS = _READ_FLAGS | getattr(os, "O_NOATIME", 0)
+_FAST_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
+_FAST_DIRECT = RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
+_AT_FDCWD = -100
+_BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+# Looked up at call time, so tests can make them report "would block" or be slow.
+_preadv = getattr(os, "preadv", None)
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
+# How a LocalFileAdapter may read on the loop: not yet known, never, with RWF_NOWAIT, or with
+# a plain pread (a memory filesystem while no swap is active).
+_FAST_UNKNOWN = 0
+_FAST_OFF = 1
+_FAST_NOWAIT = 2
+_FAST_MEMORY = 3
 
 _SUPPORTED = (
     _fcntl is not None
@@ -324,8 +359,16 @@ def _short(name: str) -> str:
     return name
 
 
+# Temp names need to be unique, not secret: a generator seeded once (and again in a forked
+# child) saves a getrandom call per write. Our own, so that random.seed() cannot make two
+# processes pick the same names.
+_names = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_names.seed)
+
+
 def _temp_name(name: str) -> str:
-    return f".{_short(name)}{_TEMP_MARK}{os.urandom(8).hex()}"
+    return f".{_short(name)}{_TEMP_MARK}{_names.getrandbits(64):016x}"
 
 
 def _meta_name(name: str, ino: int, mtime_ns: int) -> str:
@@ -422,7 +465,9 @@ class LocalFileAdapter:
     ``root`` is created on the first write. ``durable=False`` skips the fsyncs (faster, and
     still atomic, but a power loss may lose recent writes). ``io_threads`` sizes the pool of
     threads doing the blocking file I/O (default: the number of CPUs, between 2 and 4); the
-    event loop never touches the disk. One adapter may be used from several event loops, one
+    event loop never waits for the disk (small reads from the kernel's caches finish on it).
+    ``fast_reads`` and ``fast_declines`` count the ``get`` calls finished on the loop and the
+    tries that went to the threads instead. One adapter may be used from several event loops, one
     after another or at once. POSIX only.
 
     ``_metadata_store="sidecar"`` (private, for tests) keeps every record in a sidecar file
@@ -449,6 +494,7 @@ class LocalFileAdapter:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.durable = durable
         self._root = str(self.root)
+        self._root_b = os.fsencode(self._root)
         if io_threads is None:
             # More threads than CPUs only add GIL contention for small operations; at least
             # two, so one slow fsync does not hold up every read.
@@ -458,6 +504,18 @@ class LocalFileAdapter:
         # Records go to an extended attribute until the filesystem says it has none.
         self._xattrs = _HAS_XATTR and _metadata_store == "auto"
         self._decoded: dict[bytes, _Record] = {}
+        # Reading on the loop (see _get_fast): how, the device it is allowed on (the root's),
+        # and how often it was done (tests look at these counters).
+        self._fast_mode = _FAST_UNKNOWN
+        self._fast_dev = -1
+        self._fast_direct = False
+        self._fast_fstype: str | None = None
+        self._fast_prefix = self._root_b.rstrip(b"/") + b"/"
+        self._swap = SwapWatch()
+        self.fast_reads = 0
+        self._slice_loop: asyncio.AbstractEventLoop | None = None
+        self._slice_start = 0.0
+        self.fast_declines = 0
 
     def __repr__(self) -> str:
         return f"LocalFileAdapter(root={self._root!r}, durable={self.durable})"
@@ -518,7 +576,138 @@ class LocalFileAdapter:
         """Read the value and what is known of it; ``info.etag`` is the MD5 of these bytes."""
         if self._check(container, key) is not None:
             raise BlobNotFoundError("key not found", container=container, key=key)
+        if self._fast_mode > _FAST_OFF:
+            got = self._get_fast(container, key)
+            if got is not None:
+                self.fast_reads += 1
+                if self._slice_spent():
+                    await asyncio.sleep(0)  # let other tasks run (see _slice_spent)
+                return got
+            self.fast_declines += 1
         return await self._io.run(self._get_sync, container, key)
+
+    def _slice_spent(self) -> bool:
+        """Whether reads on the loop have used up this loop iteration's time slice.
+
+        A read on the loop does not suspend the task, so a task reading key after key
+        would keep the loop to itself. Reads in one iteration of the loop share
+        FAST_SLICE_SECONDS; once it is spent, each further read yields once, so timers and
+        other tasks wait at most about that long.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._slice_loop is not loop:
+            self._slice_loop = loop
+            self._slice_start = now
+            loop.call_soon(self._end_slice)  # runs in the next iteration
+            return False
+        return now - self._slice_start > FAST_SLICE_SECONDS
+
+    def _end_slice(self) -> None:
+        self._slice_loop = None
+
+    def _get_fast(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
+        """Read a small value on the event loop if that needs no disk access; None (go to
+        the I/O threads) whenever it might: a path not in the kernel's caches, a page not in
+        the page cache, a large value, a sidecar record, any error.
+
+        Same steps and result as the thread path (``_inspect_once`` then ``_found_read``): one
+        descriptor, its fstat, its record, its bytes.
+        """
+        # Resolved from the dentry cache only (RESOLVE_CACHED: it fails where a lookup would
+        # need I/O), never following a symlink. With a root path free of symlinks, one open
+        # of the whole path: no symlink anywhere and no ".." (no key or container holds one)
+        # keeps it beneath the root, and a root replaced by a symlink later fails (ELOOP).
+        path = f"{container}/{key}".encode()
+        if self._fast_direct:
+            fd = _fastread.try_openat2_cached(
+                _AT_FDCWD, self._fast_prefix + path, _FAST_FLAGS, _FAST_DIRECT
+            )
+        else:
+            root = _fastread.try_openat2_cached(
+                _AT_FDCWD, self._root_b, _ROOT_FLAGS, RESOLVE_CACHED
+            )
+            if root < 0:
+                return None
+            fd = _fastread.try_openat2_cached(root, path, _FAST_FLAGS, _FAST_RESOLVE)
+            os.close(root)
+        if fd < 0:
+            return None
+        try:
+            found = self._read_fast(fd)
+        except OSError:
+            found = None
+        finally:
+            os.close(fd)
+        if found is None or found.data is None:
+            return None
+        return found.data, found.info(key)
+
+    def _read_fast(self, fd: int) -> _Found | None:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_size > FAST_READ_BYTES
+            # Another filesystem mounted inside the root since the probe.
+            or st.st_dev != self._fast_dev
+            # Replaced meanwhile: our close may free the file, which a thread should do.
+            or st.st_nlink == 0
+        ):
+            return None
+        try:
+            # The inode is in memory (the file is open) and a record is small: ext4, XFS and
+            # Btrfs keep it in the inode itself (docs/local.md, "Reading on the loop").
+            raw = os.getxattr(fd, XATTR_NAME)
+        except OSError:
+            return None  # no attribute: maybe a sidecar, or another program's file
+        record = self._decode(raw)
+        if self._fast_mode == _FAST_NOWAIT:
+            buf = bytearray(st.st_size + 1)
+            try:
+                assert _preadv is not None
+                got = _preadv(fd, [buf], 0, _RWF_NOWAIT)
+            except OSError as exc:
+                if exc.errno in _NOWAIT_UNSUPPORTED:
+                    self._nowait_unsupported()
+                return None  # EAGAIN: some of it is not in the page cache
+            if got != st.st_size:
+                return None  # partly cached (a short count), or changed meanwhile
+            data = bytes(memoryview(buf)[:got])
+        else:
+            if self._swap.active():
+                return None
+            data = os.pread(fd, st.st_size + 1, 0)
+            if len(data) != st.st_size:
+                return None
+        return _found_read(fd, st, record, data)
+
+    def _nowait_unsupported(self) -> None:
+        """RWF_NOWAIT refused (tmpfs on many kernels): a memory filesystem's pages are read
+        with a plain pread while no swap is active; anywhere else reads stay in the threads."""
+        fstype = self._fast_fstype
+        self._fast_mode = _FAST_MEMORY if fstype in _fastread.MEMORY_FILESYSTEMS else _FAST_OFF
+        _log.info("RWF_NOWAIT not supported under %r (%s)", self._root, fstype)
+
+    def _probe_fast(self) -> None:
+        """Decide (in an I/O thread, once the root exists) whether reads may try the loop."""
+        if not (_fastread.OPENAT2_CACHED and _preadv is not None and _RWF_NOWAIT):
+            self._fast_mode = _FAST_OFF
+            return
+        try:
+            dev = os.stat(self._root).st_dev
+        except OSError:
+            return  # no root yet: look again on a later read
+        fstype, nested = _fastread.filesystem_of(self._root)
+        if nested or fstype not in (_fastread.NOWAIT_FILESYSTEMS | _fastread.MEMORY_FILESYSTEMS):
+            # A filesystem whose open() may ask a server (FUSE, NFS...), or one mounted
+            # inside the root.
+            self._fast_mode = _FAST_OFF
+            _log.info("reads under %r stay in the I/O threads (%s)", self._root, fstype)
+            return
+        self._fast_dev = dev
+        self._fast_fstype = fstype
+        self._fast_direct = os.path.realpath(self._root) == self._root
+        self._fast_mode = _FAST_NOWAIT
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
         """Size, ETag, modification time, MD5 digest, content type and metadata.
@@ -786,6 +975,9 @@ class LocalFileAdapter:
             return None
 
     def _get_sync(self, container: str, key: str) -> tuple[bytes, BlobInfo]:
+        if self._fast_mode == _FAST_UNKNOWN:
+            self._probe_fast()
+
         def read(fds: _Fds, name: str) -> _Found | None:
             return self._inspect(
                 fds[-1], name, True, lambda: self._locked(fds[0], container, key, shared=True)
@@ -1447,6 +1639,14 @@ class LocalFileAdapter:
                 raise _Missing from None
             os.makedirs(self._root, exist_ok=True)
             root = os.open(self._root, _ROOT_FLAGS)
+        if keep == 1 and _fastread.OPENAT2:
+            # All folders in one openat2 (never via a symlink, never above root); any
+            # refusal but "missing" (a symlink, a value on the path, a name too long) is
+            # left to the walk below, which creates what is missing or says why not.
+            path = os.fsencode("/".join([container, *folders]))
+            folder = _fastread.try_openat2(root, path, _ROOT_FLAGS, _BENEATH)
+            if folder >= 0:
+                return [root, folder]
         fds = [root]
         try:
             fds.append(self._open_folder(root, container, container, key, 0, create))
@@ -1535,12 +1735,17 @@ class LocalFileAdapter:
         live on until the child exits, stalling every writer of the stripe.
         """
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
-        # Lock files hold no data, so their folder need not survive a crash.
-        locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
-        try:
-            fd = os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
-        finally:
-            os.close(locks)
+        fd = -1
+        if _fastread.OPENAT2:  # one call where there is openat2 and the lock folder exists
+            lock = f"{LOCK_FOLDER}/{stripe:02d}.lock".encode()
+            fd = _fastread.try_openat2(root, lock, _LOCK_FLAGS, _BENEATH, 0o666)
+        if fd < 0:
+            # Lock files hold no data, so their folder need not survive a crash.
+            locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
+            try:
+                fd = os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
+            finally:
+                os.close(locks)
         try:
             assert _fcntl is not None
             _fcntl.flock(fd, _fcntl.LOCK_SH if shared else _fcntl.LOCK_EX)
@@ -1601,26 +1806,26 @@ def _modified(record: _Record | None, st: os.stat_result) -> int:
     return st.st_mtime_ns
 
 
+def _found_read(fd: int, st: os.stat_result, record: _Record | None, data: bytes) -> _Found:
+    """What is known of the open version whose bytes (read after ``st``) are ``data``; the
+    thread path and the read on the loop both end here, so they agree."""
+    size = len(data)
+    if size <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
+        return _Found(size, _md5(data), _modified(record, st), record, data)
+    # After the read: a write that started before this fstat has already moved the mtime,
+    # so a proven record describes exactly the bytes read.
+    after = os.fstat(fd)
+    md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
+    return _Found(size, md5, _modified(record, after), record, data)
+
+
 def _examine(
     fd: int, st: os.stat_result, record: _Record | None, read: bool, settle: bool
 ) -> _Found | None:
     """Size, MD5 and (if ``read``) bytes of the open version; None if ``settle`` and it
     changed while it was hashed (the caller looks again)."""
-    if st.st_size <= SMALL_VALUE_BYTES:
-        data = _read_open(fd, st.st_size)
-        if len(data) <= SMALL_VALUE_BYTES:  # hashed: no need to prove anything
-            return _Found(len(data), _md5(data), _modified(record, st), record, data)
-    elif read:
-        data = _read_open(fd, st.st_size)
-    else:
-        data = None
-    if data is not None:
-        # After the read: a write that started before this fstat has already moved the mtime,
-        # so a proven record describes exactly the bytes read.
-        after = os.fstat(fd)
-        size = len(data)
-        md5 = record.md5 if record is not None and _proven(record, after, size) else _md5(data)
-        return _Found(size, md5, _modified(record, after), record, data)
+    if st.st_size <= SMALL_VALUE_BYTES or read:
+        return _found_read(fd, st, record, _read_open(fd, st.st_size))
     if _proven(record, st, st.st_size):
         assert record is not None
         return _Found(st.st_size, record.md5, record.written_ns, record, None)
