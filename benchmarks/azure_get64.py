@@ -34,6 +34,17 @@ MiB = 1024 * 1024
 API_VERSION = "2025-11-05"
 
 
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by the Azurite process."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def verdict(ratios: list[float]) -> str:
     if min(ratios) > 1.0:
         return "PASS"
@@ -64,22 +75,33 @@ async def run(rounds: int, size: int) -> dict[str, Any]:
             await cc.create_container()
         await store.set_binary("v", data)
 
-        async def ours() -> float:
+        pid = azurite.proc.pid if azurite.proc is not None else None
+        cpu: dict[str, list[tuple[float, float]]] = {"ours": [], "sdk": []}
+
+        async def timed(name: str, read: Any) -> float:
+            c, z = time.process_time(), _server_cpu(pid)
             t = time.perf_counter()
-            got = await store.get_binary("v")
+            got = await read()
             elapsed = time.perf_counter() - t
+            cpu[name].append((time.process_time() - c, _server_cpu(pid) - z))
             assert len(got) == size
+            del got
             return elapsed
 
+        async def ours() -> float:
+            return await timed("ours", lambda: store.get_binary("v"))
+
         async def sdk() -> float:
-            t = time.perf_counter()
-            got = await (await cc.download_blob("v", max_concurrency=4)).readall()
-            elapsed = time.perf_counter() - t
-            assert len(got) == size
-            return elapsed
+            async def read() -> bytes:
+                got: bytes = await (await cc.download_blob("v", max_concurrency=4)).readall()
+                return got
+
+            return await timed("sdk", read)
 
         await ours()
         await sdk()  # warm both pools
+        cpu["ours"].clear()
+        cpu["sdk"].clear()
         rows = []
         for i in range(rounds):
             if i % 2:
@@ -104,6 +126,12 @@ async def run(rounds: int, size: int) -> dict[str, Any]:
         "ours_mib_s": size / MiB / statistics.median(r["ours_s"] for r in rows),
         "sdk_mib_s": size / MiB / statistics.median(r["sdk_s"] for r in rows),
         "verdict": verdict(ratios),
+        # CPU per get (median): the client process (all its threads) and Azurite. Less
+        # sensitive to other load than wall time.
+        "ours_cpu_ms": 1000 * statistics.median(c for c, _ in cpu["ours"]),
+        "sdk_cpu_ms": 1000 * statistics.median(c for c, _ in cpu["sdk"]),
+        "azurite_cpu_ms_ours": 1000 * statistics.median(z for _, z in cpu["ours"]),
+        "azurite_cpu_ms_sdk": 1000 * statistics.median(z for _, z in cpu["sdk"]),
         "load_start": load_start,
         "load_end": os.getloadavg(),
         "machine": f"{platform.system()} {platform.release()} {platform.machine()}, "
@@ -125,6 +153,11 @@ def main() -> None:
         f"[{result['min_ratio']:.2f}-{result['max_ratio']:.2f}] -> {result['verdict']}; "
         f"load {result['load_start'][0]:.1f} -> {result['load_end'][0]:.1f}; "
         f"{result['machine']}; {result['date']}"
+    )
+    print(
+        f"CPU per get (median): ours {result['ours_cpu_ms']:.0f} ms + Azurite "
+        f"{result['azurite_cpu_ms_ours']:.0f} ms; SDK {result['sdk_cpu_ms']:.0f} ms + Azurite "
+        f"{result['azurite_cpu_ms_sdk']:.0f} ms"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

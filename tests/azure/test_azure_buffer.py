@@ -28,6 +28,7 @@ def test_filled_in_place_then_taken_without_a_copy() -> None:
     assert len(data) == size and data[:5] == b"hello" and data[-5:] == b"world"
     assert data[5:-5].count(0) == size - 10
     assert peak < MiB  # no second buffer of the value's size
+    assert not buffer.copied
     with pytest.raises(ValueError):
         buffer.take()
 
@@ -39,6 +40,7 @@ def test_a_view_still_alive_makes_take_copy() -> None:
     data = buffer.take()
     alive[:] = b"xyz"
     assert data[:3] == b"abc"  # the bytes handed out never change
+    assert buffer.copied
 
 
 def test_empty() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -246,3 +247,21 @@ async def test_a_resumed_range_is_checked_against_the_whole_range(
     # Resumed after the first MiB (no MD5 asked for the rest), never fetched again whole.
     assert (5 * MiB, 8 * MiB - 1, False) in ranges
     assert sum(1 for first, _, _ in ranges if first == 4 * MiB) == 1
+
+
+async def test_a_whole_get_hands_out_its_buffer_without_a_copy(
+    azurite: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every slice of the read buffer (the ones hashed in threads too) is gone when the
+    # buffer becomes the bytes returned; else the whole value would be copied.
+    with_md5, _ = await _setup(azurite, 20 * MiB + 5, stored_md5=True)
+    without_md5, _ = await _setup(azurite, 10 * MiB + 3, stored_md5=False)
+    adapter = azurite.new_adapter()
+    caplog.set_level(logging.DEBUG, logger="asyncblobdict.azure")
+    try:
+        for _ in range(3):
+            for container in (with_md5, without_md5):
+                await adapter.get(container, "v")
+    finally:
+        await adapter.close()
+    assert not [r for r in caplog.records if "still alive" in r.getMessage()]

@@ -156,6 +156,34 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
     return await asyncio.to_thread(_md5, data)
 
 
+def _update_then_release(md5: Any, view: memoryview) -> None:
+    with view:
+        md5.update(view)
+
+
+def _md5_then_release(view: memoryview) -> bytes:
+    with view:
+        return _md5(view)
+
+
+async def _update_consuming(md5: Any, view: memoryview) -> None:
+    """Like :func:`_update_off_loop` for a slice of a :class:`BytesBuffer` made for this
+    call alone: the slice is released by the thread that hashed it, before the caller
+    resumes. Else the executor could still hold it when the buffer is taken, and the
+    whole value would be copied."""
+    if len(view) <= _HASH_ON_LOOP_MAX:
+        _update_then_release(md5, view)
+    else:
+        await asyncio.to_thread(_update_then_release, md5, view)
+
+
+async def _md5_consuming(view: memoryview) -> bytes:
+    """The MD5 of a slice made for this call alone, released once hashed (see above)."""
+    if len(view) <= _HASH_ON_LOOP_MAX:
+        return _md5_then_release(view)
+    return await asyncio.to_thread(_md5_then_release, view)
+
+
 def _md5_mismatch(container: str, key: str, what: str) -> StorageError:
     return StorageError(
         f"get failed: Content-MD5 mismatch ({what}), the data was corrupted in transit or storage",
@@ -588,12 +616,12 @@ class AzureBlobAdapter:
         md5 = hashlib.md5(usedforsecurity=False) if whole else None
         async with bounded_in_order(jobs, self.max_concurrency) as pieces:
             if md5 is not None:
-                await _update_off_loop(md5, view[: ranges[0][0]])
+                await _update_consuming(md5, view[: ranges[0][0]])
             for start, end in ranges:
                 if not await anext(pieces):
                     return False
                 if md5 is not None:
-                    await _update_off_loop(md5, view[start : end + 1])
+                    await _update_consuming(md5, view[start : end + 1])
         return None if md5 is None else md5.digest()
 
     async def _fetch_into(
@@ -680,14 +708,22 @@ class AzureBlobAdapter:
         data: bytes | memoryview,
         md5_header: str | None,
     ) -> None:
-        """Check one range's bytes against the MD5 the service sent for it (off the loop)."""
+        """Check one range's bytes against the MD5 the service sent for it (off the loop).
+
+        A memoryview ``data`` is a slice made for this call: it is released.
+        """
         expected = decode_md5(md5_header)
         if expected is None:
+            if isinstance(data, memoryview):
+                data.release()
             # The service computes it for every range up to 4 MiB; an answer without one
             # (a service or proxy that drops it) cannot be checked.
             logger.debug("get %r/%r: range %d-%d came without its MD5", container, key, start, end)
             return
-        if await _md5_off_loop(data) != expected:
+        actual = await (
+            _md5_consuming(data) if isinstance(data, memoryview) else _md5_off_loop(data)
+        )
+        if actual != expected:
             raise _md5_mismatch(container, key, f"bytes {start}-{end}")
 
     async def head(self, container: str, key: str) -> BlobInfo | None:

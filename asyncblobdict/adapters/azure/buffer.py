@@ -14,20 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 
 __all__ = ["BytesBuffer"]
+
+logger = logging.getLogger("asyncblobdict.azure")
 
 
 class BytesBuffer:
     """``size`` zero bytes, writable through :attr:`view`, then :meth:`take` as bytes."""
 
-    __slots__ = ("_io", "view")
+    __slots__ = ("_io", "copied", "view")
 
     def __init__(self, size: int) -> None:
         # bytes(size) comes from calloc: its pages are not touched until written. Passed
         # in as the only reference, it is BytesIO's own, unshared buffer.
         self._io: io.BytesIO | None = io.BytesIO(bytes(size))
         self.view: memoryview = self._io.getbuffer()
+        self.copied = False  # set by take() when a view was still alive: bytes copied
 
     def take(self) -> bytes:
         """The filled buffer as bytes: the same memory when every slice of :attr:`view`
@@ -37,6 +41,12 @@ class BytesBuffer:
         # A view still in use elsewhere cannot be released: getvalue() then copies.
         with contextlib.suppress(BufferError):
             self.view.release()
+        size = self._io.seek(0, io.SEEK_END)
+        try:
+            self._io.truncate(size)  # refused while a view is alive (and a no-op else)
+        except BufferError:
+            self.copied = True
+            logger.debug("a view of the read buffer was still alive: the value is copied")
         data = self._io.getvalue()
         self._io = None
         return data
