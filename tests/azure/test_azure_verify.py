@@ -199,6 +199,7 @@ _CORRUPT = [
     (True, 20 * MiB + 5, "get", 13 * MiB + 7),  # whole-blob MD5, into one buffer
     (True, 20 * MiB + 5, "iter", 20 * MiB + 1),  # whole-blob MD5, streamed
     (True, 20 * MiB + 5, "get", 17),  # in the first range
+    (True, 20 * MiB + 5, "file", 19 * MiB),  # whole-blob MD5: the file is not written
     (True, 20 * MiB + 5, f"{5 * MiB}:{3 * MiB}", 6 * MiB),  # a part: per range
     (False, 10 * MiB + 3, "get", 9 * MiB),  # per range, into one buffer
     (False, 10 * MiB + 3, "iter", 5 * MiB),  # per range, streamed
