@@ -2,13 +2,16 @@
 async SDK at equal concurrency (8 MiB ranges, 4 in parallel, api_version 2025-11-05).
 
     python benchmarks/azure_get64.py [--rounds 7] [--size-mib 64] [--json out.json]
+                                     [--unverified]
 
 Each round reads the value once with each client (which goes first alternates), both clients
 kept open across rounds (warm connection pools). The ratio of a round is SDK time / our time
 (> 1: we are faster). Reported: the median of the paired ratios with [min-max], the load
 average at start and end, and a verdict: PASS only if every round's ratio is above 1.0,
 FAIL if every one is below, else "within noise". Ours checks the whole-blob MD5 while the
-SDK, by default, checks nothing.
+SDK, by default, checks nothing. ``--unverified`` (an experiment, never a library option)
+patches our adapter in this process to check nothing either, which shows what the check
+costs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 from azurite import Azurite  # benchmarks/azurite.py: this script's folder is on sys.path
 
+import asyncblobdict
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter
 
@@ -51,6 +55,19 @@ def verdict(ratios: list[float]) -> str:
     if max(ratios) < 1.0:
         return "FAIL"
     return "within noise"
+
+
+def _switch_off_verification() -> None:
+    """Experiment only: our adapter checks no MD5 (8 MiB ranges, as the SDK's)."""
+    import asyncblobdict.adapters.azure.adapter as adapter_module
+
+    async def no_check(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    setattr(adapter_module, "decode_md5", lambda value: None)  # noqa: B010
+    adapter_module._RANGE_MD5.clear()
+    setattr(adapter_module, "RANGE_MD5_MAX", 1 << 62)  # noqa: B010
+    setattr(adapter_module.AzureBlobAdapter, "_check_range", no_check)  # noqa: B010
 
 
 async def run(rounds: int, size: int) -> dict[str, Any]:
@@ -137,6 +154,8 @@ async def run(rounds: int, size: int) -> dict[str, Any]:
         "machine": f"{platform.system()} {platform.release()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        # Which checkout was measured (the one installed, or on PYTHONPATH).
+        "package": str(Path(asyncblobdict.__file__).parent),
     }
 
 
@@ -145,8 +164,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--json")
+    parser.add_argument("--unverified", action="store_true")
     args = parser.parse_args()
+    if args.unverified:
+        _switch_off_verification()
     result = asyncio.run(run(args.rounds, args.size_mib * MiB))
+    result["ours_verifies"] = not args.unverified
     print(
         f"{result['size_mib']} MiB get: ours {result['ours_mib_s']:.0f} MiB/s, SDK "
         f"{result['sdk_mib_s']:.0f} MiB/s; ratio median {result['median_ratio']:.2f}x "
@@ -157,7 +180,7 @@ def main() -> None:
     print(
         f"CPU per get (median): ours {result['ours_cpu_ms']:.0f} ms + Azurite "
         f"{result['azurite_cpu_ms_ours']:.0f} ms; SDK {result['sdk_cpu_ms']:.0f} ms + Azurite "
-        f"{result['azurite_cpu_ms_sdk']:.0f} ms"
+        f"{result['azurite_cpu_ms_sdk']:.0f} ms; measured: {result['package']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
