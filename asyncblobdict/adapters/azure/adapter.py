@@ -191,11 +191,8 @@ def _plan_ranges(start: int, end: int, size: int, stagger: int) -> list[tuple[in
     For a read hashed in order: ``stagger`` ranges started together and read at the same
     pace would also end together, leaving the hash of all of them until after the last
     byte; grown like this they end one after another, and so do the ranges that follow
-    them, so the hash keeps up with the download. Below 1 MiB a range is hashed on the
-    event loop in no time: no growth then.
+    them, so the hash keeps up with the download.
     """
-    if size // stagger < MiB:
-        stagger = 1
     out: list[tuple[int, int]] = []
     step = 1
     while start < end:
