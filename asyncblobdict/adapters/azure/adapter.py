@@ -184,25 +184,6 @@ async def _md5_consuming(view: memoryview) -> bytes:
     return await asyncio.to_thread(_md5_then_release, view)
 
 
-def _plan_ranges(start: int, end: int, size: int, stagger: int) -> list[tuple[int, int]]:
-    """Inclusive ranges covering bytes ``start..end - 1``, ``size`` bytes each, except
-    that the first ``stagger - 1`` grow (size/stagger, 2·size/stagger, ...).
-
-    For a read hashed in order: ``stagger`` ranges started together and read at the same
-    pace would also end together, leaving the hash of all of them until after the last
-    byte; grown like this they end one after another, and so do the ranges that follow
-    them, so the hash keeps up with the download.
-    """
-    out: list[tuple[int, int]] = []
-    step = 1
-    while start < end:
-        n = max(1, size * step // stagger) if step < stagger else size
-        out.append((start, min(start + n, end) - 1))
-        start += n
-        step += 1
-    return out
-
-
 def _md5_mismatch(container: str, key: str, what: str) -> StorageError:
     return StorageError(
         f"get failed: Content-MD5 mismatch ({what}), the data was corrupted in transit or storage",
@@ -585,7 +566,9 @@ class AzureBlobAdapter:
             # With the blob's MD5: one running hash over the whole buffer, in order. Without
             # one (blocks committed without it): each range checked against its own MD5.
             size = chunk if expected is not None else min(chunk, RANGE_MD5_MAX)
-            ranges = _plan_ranges(len(body), total, size, self.max_concurrency if expected else 1)
+            ranges = [
+                (start, min(start + size, total) - 1) for start in range(len(body), total, size)
+            ]
             read = await self._get_ranges(container, key, etag, view, ranges, expected)
             del view
             if read is False:
@@ -1043,7 +1026,9 @@ class AzureBlobAdapter:
         whole = whole_asked and stored is not None
         info = _blob_info(key, resp, total, stored)
         size = chunk if whole else small
-        rest = _plan_ranges(offset + len(body), end, size, self.max_concurrency if whole else 1)
+        rest = [
+            (start, min(start + size, end) - 1) for start in range(offset + len(body), end, size)
+        ]
         return info, self._ranges(container, key, etag, body, rest, stored if whole else None)
 
     async def _open_empty(self, container: str, key: str, offset: int) -> BlobInfo:
