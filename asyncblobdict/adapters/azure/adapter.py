@@ -519,10 +519,14 @@ class AzureBlobAdapter:
 
     async def _get_once(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         chunk = self.read_chunk_size
-        # The first range is small enough to carry its own MD5, for a blob stored without
-        # one; it is resumed like the others if its body is cut short.
-        first_end = min(chunk, RANGE_MD5_MAX) - 1
-        first = await self._fetch_range(container, key, 0, first_end, None, whole_md5_ok=True)
+        # The first range, resumed like the others if its body is cut short. Whether the
+        # blob has a stored MD5 is not known yet: the range asks for its own MD5 when it
+        # is small enough (4 MiB); a larger one is read again below in checked ranges if
+        # the blob turns out to have none (only blobs committed without it).
+        checked = chunk <= RANGE_MD5_MAX
+        first = await self._fetch_range(
+            container, key, 0, chunk - 1, None, range_md5=checked, whole_md5_ok=True
+        )
         if first is not None:
             resp, body = first
         else:
@@ -556,19 +560,22 @@ class AzureBlobAdapter:
         # as x-ms-blob-content-md5 (its Content-MD5 is the range's own).
         md5_header = "Content-MD5" if resp.status == 200 else "x-ms-blob-content-md5"
         expected = decode_md5(resp.header(md5_header))
-        if total > len(body):
+        keep = len(body)
+        if expected is None and not checked and resp.status == 206:
+            keep = 0  # nothing can check the first range: read it again, checked
+        if total > keep:
             # The rest goes straight into one buffer of the blob's size, each range into
             # its own slice as its body streams in; the buffer then becomes the bytes
             # returned without a copy.
             buffer = BytesBuffer(total)
             view = buffer.view
-            view[: len(body)] = body
+            if keep:
+                view[:keep] = body
+            del body
             # With the blob's MD5: one running hash over the whole buffer, in order. Without
             # one (blocks committed without it): each range checked against its own MD5.
             size = chunk if expected is not None else min(chunk, RANGE_MD5_MAX)
-            ranges = [
-                (start, min(start + size, total) - 1) for start in range(len(body), total, size)
-            ]
+            ranges = [(start, min(start + size, total) - 1) for start in range(keep, total, size)]
             read = await self._get_ranges(container, key, etag, view, ranges, expected)
             del view
             if read is False:
@@ -1001,13 +1008,16 @@ class AzureBlobAdapter:
         check_range(offset, length)
         chunk = self.read_chunk_size
         small = min(chunk, RANGE_MD5_MAX)
-        last = offset + (small if length is None else min(small, length)) - 1
+        # A whole-value read may check its first range with the rest, against the blob's
+        # MD5; a part of it must check each range on its own, so they are small.
+        whole_asked = offset == 0 and length is None
+        first_size = chunk if whole_asked else small
+        checked = first_size <= RANGE_MD5_MAX
+        last = offset + (first_size if length is None else min(first_size, length)) - 1
         if length == 0 or last < offset:
             return await self._open_empty(container, key, offset), _no_bytes()
-        # A whole-value read checks the first range with the rest, against the blob's MD5.
-        whole_asked = offset == 0 and length is None
         first = await self._fetch_range(
-            container, key, offset, last, None, whole_md5_ok=whole_asked
+            container, key, offset, last, None, range_md5=checked, whole_md5_ok=whole_asked
         )
         if first is None:  # 416: the range starts at or past the end
             return await self._open_empty(container, key, offset), _no_bytes()
@@ -1025,6 +1035,8 @@ class AzureBlobAdapter:
         end = range_end(total, offset, length)
         whole = whole_asked and stored is not None
         info = _blob_info(key, resp, total, stored)
+        if not whole and not checked:
+            body = b""  # no stored MD5 to check the first range: read it again, checked
         size = chunk if whole else small
         rest = [
             (start, min(start + size, end) - 1) for start in range(offset + len(body), end, size)
@@ -1052,7 +1064,8 @@ class AzureBlobAdapter:
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
         if md5 is not None:
             await _update_off_loop(md5, first)
-        yield first
+        if first:
+            yield first
         del first
         jobs = [
             functools.partial(
