@@ -43,6 +43,7 @@ from .auth import (
     SasAuth,
     SharedKeyAuth,
 )
+from .buffer import BytesBuffer
 from .client import DEFAULT_API_VERSION, BlobClient, Failure, Response
 from .connection import (
     ConnectionStringError,
@@ -74,6 +75,10 @@ MAX_BLOCKS = 50_000
 MAX_SINGLE_PUT = 5000 * MiB
 # A ranged read that keeps losing to concurrent writers gives up after this many restarts.
 MAX_READ_RESTARTS = 3
+# Get Blob returns a range's own MD5 (x-ms-range-get-content-md5: true) only for a range of
+# at most 4 MiB; for a larger one the service answers 400.
+RANGE_MD5_MAX = 4 * MiB
+_RANGE_MD5 = {"x-ms-range-get-content-md5": "true"}
 # Every put stores a fresh random token (32 hex digits) as this metadata entry, and all
 # attempts of one put send the same one: after an attempt whose answer was lost, a HEAD
 # tells whether the stored version is ours. Comparing bytes cannot: another writer storing
@@ -149,6 +154,43 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
     if len(data) <= _HASH_ON_LOOP_MAX:
         return _md5(data)
     return await asyncio.to_thread(_md5, data)
+
+
+def _update_then_release(md5: Any, view: memoryview) -> None:
+    with view:
+        md5.update(view)
+
+
+def _md5_then_release(view: memoryview) -> bytes:
+    with view:
+        return _md5(view)
+
+
+async def _update_consuming(md5: Any, view: memoryview) -> None:
+    """Like :func:`_update_off_loop` for a slice of a :class:`BytesBuffer` made for this
+    call alone: the slice is released by the thread that hashed it, before the caller
+    resumes. Else the executor could still hold it when the buffer is taken, and the
+    whole value would be copied."""
+    if len(view) <= _HASH_ON_LOOP_MAX:
+        _update_then_release(md5, view)
+    else:
+        await asyncio.to_thread(_update_then_release, md5, view)
+
+
+async def _md5_consuming(view: memoryview) -> bytes:
+    """The MD5 of a slice made for this call alone, released once hashed (see above)."""
+    if len(view) <= _HASH_ON_LOOP_MAX:
+        return _md5_then_release(view)
+    return await asyncio.to_thread(_md5_then_release, view)
+
+
+def _md5_mismatch(container: str, key: str, what: str) -> StorageError:
+    return StorageError(
+        f"get failed: Content-MD5 mismatch ({what}), the data was corrupted in transit or storage",
+        container=container,
+        key=key,
+        error_code="Md5Mismatch",
+    )
 
 
 def _make_auth(account_url: str, credential: object) -> tuple[str, str, Authorizer | None]:
@@ -477,8 +519,14 @@ class AzureBlobAdapter:
 
     async def _get_once(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         chunk = self.read_chunk_size
-        # The first range, resumed like the others if its body is cut short.
-        first = await self._fetch_range(container, key, 0, chunk - 1, None)
+        # The first range, resumed like the others if its body is cut short. Whether the
+        # blob has a stored MD5 is not known yet: the range asks for its own MD5 when it
+        # is small enough (4 MiB); a larger one is read again below in checked ranges if
+        # the blob turns out to have none (only blobs committed without it).
+        checked = chunk <= RANGE_MD5_MAX
+        first = await self._fetch_range(
+            container, key, 0, chunk - 1, None, range_md5=checked, whole_md5_ok=True
+        )
         if first is not None:
             resp, body = first
         else:
@@ -509,25 +557,31 @@ class AzureBlobAdapter:
                 )
             total = int(match.group(3))
         # A whole-blob answer carries the blob's MD5 as Content-MD5; a ranged one carries it
-        # as x-ms-blob-content-md5 (Content-MD5 there would be the range's, if asked for).
+        # as x-ms-blob-content-md5 (its Content-MD5 is the range's own).
         md5_header = "Content-MD5" if resp.status == 200 else "x-ms-blob-content-md5"
         expected = decode_md5(resp.header(md5_header))
-        if total > len(body):
+        keep = len(body)
+        if expected is None and not checked and resp.status == 206:
+            keep = 0  # nothing can check the first range: read it again, checked
+        if total > keep:
             # The rest goes straight into one buffer of the blob's size, each range into
-            # its own slice as its body streams in: no per-range or whole-value assembly.
-            buffer = bytearray(total)
-            view = memoryview(buffer)
-            view[: len(body)] = body
-            ranges = [
-                (start, min(start + chunk, total) - 1) for start in range(len(body), total, chunk)
-            ]
+            # its own slice as its body streams in; the buffer then becomes the bytes
+            # returned without a copy.
+            buffer = BytesBuffer(total)
+            view = buffer.view
+            if keep:
+                view[:keep] = body
+            del body
+            # With the blob's MD5: one running hash over the whole buffer, in order. Without
+            # one (blocks committed without it): each range checked against its own MD5.
+            size = chunk if expected is not None else min(chunk, RANGE_MD5_MAX)
+            ranges = [(start, min(start + size, total) - 1) for start in range(keep, total, size)]
             read = await self._get_ranges(container, key, etag, view, ranges, expected)
+            del view
             if read is False:
                 return None  # overwritten mid-read: start again, never mix versions
             actual = read
-            del view
-            data = bytes(buffer)  # the one copy: get returns immutable bytes
-            del buffer
+            data = buffer.take()
         else:
             data = body
             # Up to read_chunk_size (8 MiB, ~10 ms of hashing): keep it off the event loop.
@@ -539,12 +593,7 @@ class AzureBlobAdapter:
                 key=key,
             )
         if expected is not None and actual != expected:
-            raise StorageError(
-                "get failed: Content-MD5 mismatch, the data was corrupted in transit or storage",
-                container=container,
-                key=key,
-                error_code="Md5Mismatch",
-            )
+            raise _md5_mismatch(container, key, "the whole blob")
         return data, _blob_info(key, resp, total, expected)
 
     async def _get_ranges(
@@ -557,34 +606,52 @@ class AzureBlobAdapter:
         expected: bytes | None,
     ) -> bytes | Literal[False] | None:
         """Read ``ranges`` in parallel into their slices of ``view`` (whose bytes before the
-        first range are already there); hash the buffer in order (off the loop) meanwhile.
+        first range are already there).
 
-        Returns the MD5 of the whole buffer (None when there is nothing to check), or False
-        if the blob changed during the read.
+        With ``expected`` (the blob's MD5), the buffer is hashed in order (off the loop) as
+        ranges complete, and that MD5 is returned; without it, each range is checked
+        against its own MD5 as it completes (in parallel threads) and None is returned.
+        False if the blob changed during the read.
         """
+        whole = expected is not None
         jobs = [
-            functools.partial(self._fetch_into, container, key, start, end, etag, view)
+            functools.partial(
+                self._fetch_into, container, key, start, end, etag, view, range_md5=not whole
+            )
             for start, end in ranges
         ]
-        md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
+        md5 = hashlib.md5(usedforsecurity=False) if whole else None
         async with bounded_in_order(jobs, self.max_concurrency) as pieces:
             if md5 is not None:
-                await _update_off_loop(md5, view[: ranges[0][0]])
+                await _update_consuming(md5, view[: ranges[0][0]])
             for start, end in ranges:
                 if not await anext(pieces):
                     return False
                 if md5 is not None:
-                    await _update_off_loop(md5, view[start : end + 1])
+                    await _update_consuming(md5, view[start : end + 1])
         return None if md5 is None else md5.digest()
 
     async def _fetch_into(
-        self, container: str, key: str, start: int, end: int, etag: str | None, view: memoryview
+        self,
+        container: str,
+        key: str,
+        start: int,
+        end: int,
+        etag: str | None,
+        view: memoryview,
+        *,
+        range_md5: bool = False,
     ) -> bool:
         """GET bytes ``start..end`` (of the version ``etag``, if given) into
         ``view[start:end + 1]`` as they arrive, resuming a body cut short after its last
-        byte. False for 412 (replaced) or 416 (nothing there)."""
+        byte. With ``range_md5`` (a range of at most 4 MiB), the bytes are checked against
+        the MD5 the service computes for the range. False for 412 (replaced) or 416
+        (nothing there)."""
         done = 0
         pinned = [etag]
+        # The MD5 of the whole range, from the answer to the request for all of it (the
+        # answers to resumed requests carry their own part's).
+        asked: list[str | None] = []
 
         def resume(partial: HttpResponse) -> dict[str, str] | None:
             nonlocal done
@@ -600,6 +667,8 @@ class AzureBlobAdapter:
                 or (pinned[0] is not None and got != pinned[0])
             ):
                 return None
+            if not asked:
+                asked.append(partial.headers.get("Content-MD5"))
             pinned[0] = got
             done += partial.written
             logger.debug("get %r/%r: resuming at byte %d", container, key, start + done)
@@ -608,6 +677,8 @@ class AzureBlobAdapter:
         headers = {"x-ms-range": f"bytes={start}-{end}"}
         if etag is not None:
             headers["If-Match"] = etag
+        if range_md5:
+            headers.update(_RANGE_MD5)
         resp = await self._send(
             "GET",
             container,
@@ -630,7 +701,37 @@ class AzureBlobAdapter:
                 container=container,
                 key=key,
             )
+        if range_md5:
+            expected = asked[0] if asked else resp.header("Content-MD5")
+            await self._check_range(container, key, start, end, view[start : end + 1], expected)
         return True
+
+    async def _check_range(
+        self,
+        container: str,
+        key: str,
+        start: int,
+        end: int,
+        data: bytes | memoryview,
+        md5_header: str | None,
+    ) -> None:
+        """Check one range's bytes against the MD5 the service sent for it (off the loop).
+
+        A memoryview ``data`` is a slice made for this call: it is released.
+        """
+        expected = decode_md5(md5_header)
+        if expected is None:
+            if isinstance(data, memoryview):
+                data.release()
+            # The service computes it for every range up to 4 MiB; an answer without one
+            # (a service or proxy that drops it) cannot be checked.
+            logger.debug("get %r/%r: range %d-%d came without its MD5", container, key, start, end)
+            return
+        actual = await (
+            _md5_consuming(data) if isinstance(data, memoryview) else _md5_off_loop(data)
+        )
+        if actual != expected:
+            raise _md5_mismatch(container, key, f"bytes {start}-{end}")
 
     async def head(self, container: str, key: str) -> BlobInfo | None:
         """Return size, ETag, Last-Modified and Content-MD5, or None if the blob is missing."""
@@ -894,19 +995,30 @@ class AzureBlobAdapter:
     async def open_read(
         self, container: str, key: str, *, offset: int = 0, length: int | None = None
     ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-        """Ranged GETs of ``read_chunk_size``, ``max_concurrency`` at a time, all pinned to
-        the ETag of the first answer (If-Match): a replaced blob raises ConcurrencyError.
+        """Ranged GETs, ``max_concurrency`` at a time, all pinned to the ETag of the first
+        answer (If-Match): a replaced blob raises ConcurrencyError.
 
-        A whole-value read is checked against the stored MD5, hashed as ranges arrive in
-        order. An answer cut short is resumed from its last byte, not fetched again.
+        A whole-value read of a blob stored with its MD5 is checked against it, hashed as
+        ranges of ``read_chunk_size`` arrive in order. Any other read (a part of the value,
+        or a blob stored without an MD5) goes in ranges of at most 4 MiB, each checked
+        against the MD5 the service computes for it. An answer cut short is resumed from
+        its last byte, not fetched again.
         """
         validate_container_name(container)
         check_range(offset, length)
         chunk = self.read_chunk_size
-        last = offset + (chunk if length is None else min(chunk, length)) - 1
+        small = min(chunk, RANGE_MD5_MAX)
+        # A whole-value read may check its first range with the rest, against the blob's
+        # MD5; a part of it must check each range on its own, so they are small.
+        whole_asked = offset == 0 and length is None
+        first_size = chunk if whole_asked else small
+        checked = first_size <= RANGE_MD5_MAX
+        last = offset + (first_size if length is None else min(first_size, length)) - 1
         if length == 0 or last < offset:
             return await self._open_empty(container, key, offset), _no_bytes()
-        first = await self._fetch_range(container, key, offset, last, None)
+        first = await self._fetch_range(
+            container, key, offset, last, None, range_md5=checked, whole_md5_ok=whole_asked
+        )
         if first is None:  # 416: the range starts at or past the end
             return await self._open_empty(container, key, offset), _no_bytes()
         resp, body = first
@@ -919,14 +1031,17 @@ class AzureBlobAdapter:
                 key=key,
             )
         total = int(match.group(3))
-        expected = decode_md5(resp.header("x-ms-blob-content-md5"))
+        stored = decode_md5(resp.header("x-ms-blob-content-md5"))
         end = range_end(total, offset, length)
-        whole = offset == 0 and end == total and expected is not None
-        info = _blob_info(key, resp, total, expected)
+        whole = whole_asked and stored is not None
+        info = _blob_info(key, resp, total, stored)
+        if not whole and not checked:
+            body = b""  # no stored MD5 to check the first range: read it again, checked
+        size = chunk if whole else small
         rest = [
-            (start, min(start + chunk, end) - 1) for start in range(offset + len(body), end, chunk)
+            (start, min(start + size, end) - 1) for start in range(offset + len(body), end, size)
         ]
-        return info, self._ranges(container, key, etag, body, rest, expected if whole else None)
+        return info, self._ranges(container, key, etag, body, rest, stored if whole else None)
 
     async def _open_empty(self, container: str, key: str, offset: int) -> BlobInfo:
         info = await self.head(container, key)
@@ -943,13 +1058,19 @@ class AzureBlobAdapter:
         ranges: list[tuple[int, int]],
         expected: bytes | None,
     ) -> AsyncIterator[bytes]:
+        """Yield ``first``, then ``ranges`` in order. With ``expected`` (the blob's MD5)
+        everything is hashed in order and checked at the end; without it, each range is
+        checked against its own MD5 before it is yielded."""
         md5 = hashlib.md5(usedforsecurity=False) if expected is not None else None
         if md5 is not None:
-            await asyncio.to_thread(md5.update, first)
-        yield first
+            await _update_off_loop(md5, first)
+        if first:
+            yield first
         del first
         jobs = [
-            functools.partial(self._fetch_range, container, key, start, end, etag)
+            functools.partial(
+                self._fetch_range, container, key, start, end, etag, range_md5=md5 is None
+            )
             for start, end in ranges
         ]
         async with bounded_in_order(jobs, self.max_concurrency) as pieces:
@@ -962,23 +1083,32 @@ class AzureBlobAdapter:
                     )
                 body = piece[1]
                 if md5 is not None:
-                    await asyncio.to_thread(md5.update, body)
+                    await _update_off_loop(md5, body)
                 yield body
         if md5 is not None and md5.digest() != expected:
-            raise StorageError(
-                "get failed: Content-MD5 mismatch, the data was corrupted in transit or storage",
-                container=container,
-                key=key,
-                error_code="Md5Mismatch",
-            )
+            raise _md5_mismatch(container, key, "the whole blob")
 
     async def _fetch_range(
-        self, container: str, key: str, start: int, end: int, etag: str | None
+        self,
+        container: str,
+        key: str,
+        start: int,
+        end: int,
+        etag: str | None,
+        *,
+        range_md5: bool = True,
+        whole_md5_ok: bool = False,
     ) -> tuple[Response, bytes] | None:
         """GET bytes ``start..end`` (of the version ``etag``, if given), resuming a body cut
-        short after its last byte. None for 412 (replaced) or 416 (nothing there)."""
+        short after its last byte. None for 412 (replaced) or 416 (nothing there).
+
+        With ``range_md5`` (a range of at most 4 MiB), the bytes are checked against the MD5
+        the service computes for the range, unless ``whole_md5_ok`` and the answer carries
+        the blob's stored MD5 (the caller then checks the whole blob).
+        """
         parts: list[bytes] = []
         pinned = [etag]
+        asked: list[str | None] = []  # the whole range's MD5, from the first answer
 
         def resume(partial: HttpResponse) -> dict[str, str] | None:
             got = normalize_etag(partial.headers.get("ETag"))
@@ -988,6 +1118,8 @@ class AzureBlobAdapter:
                 return None
             if pinned[0] is not None and got != pinned[0]:
                 return None
+            if not asked:
+                asked.append(partial.headers.get("Content-MD5"))
             pinned[0] = got
             parts.append(partial.body)
             logger.debug("get %r/%r: resuming at byte %d", container, key, at + len(partial.body))
@@ -996,6 +1128,8 @@ class AzureBlobAdapter:
         headers = {"x-ms-range": f"bytes={start}-{end}"}
         if etag is not None:
             headers["If-Match"] = etag
+        if range_md5:
+            headers.update(_RANGE_MD5)
         resp = await self._send("GET", container, key, action="get", headers=headers, resume=resume)
         if resp.status in (412, 416):
             return None
@@ -1015,6 +1149,9 @@ class AzureBlobAdapter:
                 container=container,
                 key=key,
             )
+        if range_md5 and not (whole_md5_ok and resp.header("x-ms-blob-content-md5")):
+            md5_header = asked[0] if asked else resp.header("Content-MD5")
+            await self._check_range(container, key, start, expected_end, body, md5_header)
         return resp, body
 
     async def put_stream(
