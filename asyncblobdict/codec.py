@@ -363,12 +363,73 @@ def _as_scalar(to_base: Callable[[Any], Any]) -> Callable[[_Encoder, Any, str], 
     return as_base
 
 
+# How deep the fast path looks before leaving a value to the walk (which has its own limit).
+_FAST_DEPTH = 32
+
+
+def _is_plain(v: Any, depth: int) -> bool:
+    """Whether ``v`` is JSON as it is, so the walk would give it back unchanged.
+
+    Only the exact types dict (str keys, no marker key), list, str, int (up to the plain-int
+    size), finite float, bool and None qualify, nested at most ``depth`` containers deep;
+    anything else (subclasses, tuples, NaN, a structure containing itself...) needs the walk.
+    Scalars inside containers are checked inline: a call per item would cost most of the gain.
+    """
+    t = type(v)
+    if t is dict:
+        if depth <= 0 or TYPE_MARKER in v or _LEGACY_MARKER in v:
+            return False
+        depth -= 1
+        for k, item in v.items():
+            if type(k) is not str:
+                return False
+            t = type(item)
+            if t is str or t is bool or item is None:
+                continue
+            if t is int:
+                if item.bit_length() > _MAX_PLAIN_INT_BITS:
+                    return False
+            elif t is float:
+                if item - item != 0.0:  # NaN or ±inf
+                    return False
+            elif not _is_plain(item, depth):
+                return False
+        return True
+    if t is list:
+        if depth <= 0:
+            return False
+        depth -= 1
+        for item in v:
+            t = type(item)
+            if t is str or t is bool or item is None:
+                continue
+            if t is int:
+                if item.bit_length() > _MAX_PLAIN_INT_BITS:
+                    return False
+            elif t is float:
+                if item - item != 0.0:
+                    return False
+            elif not _is_plain(item, depth):
+                return False
+        return True
+    if t is str or t is bool or v is None:
+        return True
+    if t is int:
+        return bool(v.bit_length() <= _MAX_PLAIN_INT_BITS)
+    if t is float:
+        return bool(v - v == 0.0)
+    return False
+
+
 def encode(value: Any, types: TypeRegistry | None = None) -> bytes:
     """Encode ``value`` as UTF-8 tagged JSON; raise SerializationError naming what failed.
 
     ``types`` adds the classes of a registry to the built-in ones.
     """
     try:
+        if _is_plain(value, _FAST_DEPTH):
+            # Plain JSON: the walk would rebuild it unchanged, so its bytes are the same.
+            return _dumps(value).encode("utf-8")
         return _dumps(_Encoder(types).value(value, "")).encode("utf-8")
     except SerializationError:
         raise
@@ -434,6 +495,7 @@ def _object_hook_for(
 
 # One prebuilt decoder: json.loads with an object_hook would build a new one per call.
 _loads = json.JSONDecoder(object_hook=_object_hook_for(_DECODERS)).decode
+_plain_loads = json.JSONDecoder().decode
 
 
 def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = None) -> Any:
@@ -441,9 +503,12 @@ def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = No
 
     ``types`` reads the classes of a registry back as themselves.
     """
-    loads = _loads if types is None else types._decoder()
     try:
-        return loads(bytes(data).decode("utf-8"))
+        text = bytes(data).decode("utf-8")
+        if _MARKERS[0] in text or _MARKERS[1] in text or "\\u" in text:
+            return (_loads if types is None else types._decoder())(text)
+        # No marker key can be in the text (only a \u escape could spell one): no object_hook.
+        return _plain_loads(text)
     except RecursionError:
         raise SerializationError("the stored JSON is nested too deeply to decode") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
