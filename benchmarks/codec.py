@@ -44,6 +44,7 @@ NUMBER = 20_000
 def measure(config: str) -> float:
     """µs per call of one configuration, best of 5 repeats, in this process."""
     from asyncblobdict import codec
+    from asyncblobdict.errors import SerializationError
 
     op, name, when = config.split("-")
     value = VALUES[name]
@@ -56,7 +57,7 @@ def measure(config: str) -> float:
                 try:
                     return codec._dumps(codec._Encoder(None).value(value, "")).encode("utf-8")
                 except RecursionError:
-                    raise codec.SerializationError("too deep") from None
+                    raise SerializationError("too deep") from None
 
         else:
 
@@ -71,7 +72,7 @@ def measure(config: str) -> float:
                 try:
                     return loads(bytes(data).decode("utf-8"))
                 except RecursionError:
-                    raise codec.SerializationError("too deep") from None
+                    raise SerializationError("too deep") from None
 
         else:
 
