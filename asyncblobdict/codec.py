@@ -16,15 +16,18 @@ import base64
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, TypeVar
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import SerializationError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+    from uuid import UUID
 
 # dataclasses, enum and pathlib cost nothing here: the package imports them anyway.
 
@@ -98,6 +101,7 @@ class TypeRegistry:
         name = cls.__qualname__ if name is None else name
         if not isinstance(name, str) or not name:
             raise ValueError("a type name must be a non-empty str")
+        _add_late_types()
         if cls in _HANDLERS or cls in _PLAIN:
             raise ValueError(f"{_type_name(cls)} is written by the codec itself")
         if name in _DECODERS:
@@ -202,6 +206,10 @@ class _Encoder:
 
     def other(self, v: Any, t: type, path: str) -> _Encoded:
         """A value of a type without a handler of its own (kept off the path of plain values)."""
+        if _add_late_types():
+            handler = _HANDLERS.get(t)
+            if handler is not None:
+                return handler(self, v, path)
         if self.types is not None:
             codec = self.types._by_type.get(t)
             if codec is not None:
@@ -325,16 +333,34 @@ _HANDLERS: dict[type, Callable[[_Encoder, Any, str], _Encoded]] = {
     date: _tagged("date", date.isoformat),
     time: _tagged("time", time.isoformat),
     timedelta: _timedelta,
-    UUID: _tagged("uuid", str),
-    Decimal: _tagged("decimal", str),
 }
 
 # Subclasses (OrderedDict, IntEnum, str enums, ...) encode as their base type; order matters
 # because datetime is a date (bool cannot be subclassed).
 _BASES: tuple[type, ...] = (
     int, float, str, dict, list, tuple, set, frozenset, bytes, bytearray,
-    datetime, date, time, timedelta, UUID, Decimal,
+    datetime, date, time, timedelta,
 )  # fmt: skip
+
+# uuid.UUID and decimal.Decimal join the tables above once their module is loaded: a value of
+# either type cannot exist before, and importing them (uuid brings platform) would cost more
+# than the rest of the codec on `import asyncblobdict`.
+_LATE_TYPES = {"uuid": ("UUID", "uuid"), "decimal": ("Decimal", "decimal")}
+
+
+def _add_late_types() -> bool:
+    """Add the handlers of the late types whose module is loaded; True if any was added."""
+    global _BASES
+    added = False
+    for module, (cls_name, tag) in tuple(_LATE_TYPES.items()):
+        loaded = sys.modules.get(module)
+        cls = getattr(loaded, cls_name, None)  # None also while the module is being imported
+        if isinstance(cls, type):
+            _HANDLERS[cls] = _tagged(tag, str)
+            _BASES = (*_BASES, cls)
+            _LATE_TYPES.pop(module, None)
+            added = True
+    return added
 
 
 # The base type's own conversion, never the subclass's: str(Color.RED) is "Color.RED" and a
@@ -452,6 +478,18 @@ def _timedelta_from(d: dict[str, Any]) -> timedelta:
     return timedelta(days=d["days"], seconds=d["seconds"], microseconds=d["microseconds"])
 
 
+def _uuid(text: str) -> UUID:
+    from uuid import UUID
+
+    return UUID(text)
+
+
+def _decimal(text: str) -> Decimal:
+    from decimal import Decimal
+
+    return Decimal(text)
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "set": lambda d: set(_items(d)),
     "frozenset": lambda d: frozenset(_items(d)),
@@ -461,8 +499,8 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "date": lambda d: date.fromisoformat(d["value"]),
     "time": lambda d: time.fromisoformat(d["value"]),
     "timedelta": _timedelta_from,
-    "uuid": lambda d: UUID(d["value"]),
-    "decimal": lambda d: Decimal(d["value"]),
+    "uuid": lambda d: _uuid(d["value"]),
+    "decimal": lambda d: _decimal(d["value"]),
     "bytes": lambda d: base64.b64decode(d["value"], validate=True),
     "bytearray": lambda d: bytearray(base64.b64decode(d["value"], validate=True)),
     "float": lambda d: float(d["value"]),
