@@ -675,3 +675,13 @@ def test_fast_decode_agrees_with_the_object_hook(value: Any, ascii_only: bool) -
 )
 def test_an_escaped_marker_is_still_read_as_a_tag(text: str, expected: Any) -> None:
     assert same(decode(text.encode()), expected)
+
+
+PUBLIC_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_like, wide_values, values))
+def test_the_prebuilt_json_encoder_writes_what_json_does(value: Any) -> None:
+    tree = codec._Encoder(None).value(value, "")  # what encode() gives json: no NaN, no cycle
+    assert codec._dumps(tree) == PUBLIC_ENCODER.encode(tree)
