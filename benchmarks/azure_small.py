@@ -48,9 +48,10 @@ def run_one(
         input=json.dumps(spec),
         capture_output=True,
         text=True,
-        check=True,
         env=os.environ if path is None else {**os.environ, "PYTHONPATH": path},
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"{impl} {op} ({path or 'installed'}) failed:\n{out.stderr[-3000:]}")
     return float(json.loads(out.stdout)["results"][name]["cpu_us_per_op"])
 
 
