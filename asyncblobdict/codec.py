@@ -16,15 +16,18 @@ import base64
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, TypeVar
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import SerializationError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+    from uuid import UUID
 
 # dataclasses, enum and pathlib cost nothing here: the package imports them anyway.
 
@@ -37,7 +40,26 @@ _MARKERS = (TYPE_MARKER, _LEGACY_MARKER)
 _MAX_PLAIN_INT_BITS = 10_000
 
 _Encoded = Any
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _compact_dumps() -> Callable[[Any], str]:
+    """``JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode``.
+
+    Its C encoder is made once here rather than on every call (which is what ``encode``
+    does, about a third of its time for a small value), with no cycle check: the values it
+    gets have none (the fast path's depth cap and the walk's guard see to that).
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator in this Python
+        return encoder.encode
+    iterencode = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_dumps = _compact_dumps()
 _C = TypeVar("_C", bound=type)
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -98,6 +120,7 @@ class TypeRegistry:
         name = cls.__qualname__ if name is None else name
         if not isinstance(name, str) or not name:
             raise ValueError("a type name must be a non-empty str")
+        _add_late_types()
         if cls in _HANDLERS or cls in _PLAIN:
             raise ValueError(f"{_type_name(cls)} is written by the codec itself")
         if name in _DECODERS:
@@ -202,6 +225,10 @@ class _Encoder:
 
     def other(self, v: Any, t: type, path: str) -> _Encoded:
         """A value of a type without a handler of its own (kept off the path of plain values)."""
+        if _add_late_types():
+            handler = _HANDLERS.get(t)
+            if handler is not None:
+                return handler(self, v, path)
         if self.types is not None:
             codec = self.types._by_type.get(t)
             if codec is not None:
@@ -325,16 +352,34 @@ _HANDLERS: dict[type, Callable[[_Encoder, Any, str], _Encoded]] = {
     date: _tagged("date", date.isoformat),
     time: _tagged("time", time.isoformat),
     timedelta: _timedelta,
-    UUID: _tagged("uuid", str),
-    Decimal: _tagged("decimal", str),
 }
 
 # Subclasses (OrderedDict, IntEnum, str enums, ...) encode as their base type; order matters
 # because datetime is a date (bool cannot be subclassed).
 _BASES: tuple[type, ...] = (
     int, float, str, dict, list, tuple, set, frozenset, bytes, bytearray,
-    datetime, date, time, timedelta, UUID, Decimal,
+    datetime, date, time, timedelta,
 )  # fmt: skip
+
+# uuid.UUID and decimal.Decimal join the tables above once their module is loaded: a value of
+# either type cannot exist before, and importing them (uuid brings platform) would cost more
+# than the rest of the codec on `import asyncblobdict`.
+_LATE_TYPES = {"uuid": ("UUID", "uuid"), "decimal": ("Decimal", "decimal")}
+
+
+def _add_late_types() -> bool:
+    """Add the handlers of the late types whose module is loaded; True if any was added."""
+    global _BASES
+    added = False
+    for module, (cls_name, tag) in tuple(_LATE_TYPES.items()):
+        loaded = sys.modules.get(module)
+        cls = getattr(loaded, cls_name, None)  # None also while the module is being imported
+        if isinstance(cls, type):
+            _HANDLERS[cls] = _tagged(tag, str)
+            _BASES = (*_BASES, cls)
+            _LATE_TYPES.pop(module, None)
+            added = True
+    return added
 
 
 # The base type's own conversion, never the subclass's: str(Color.RED) is "Color.RED" and a
@@ -363,12 +408,73 @@ def _as_scalar(to_base: Callable[[Any], Any]) -> Callable[[_Encoder, Any, str], 
     return as_base
 
 
+# How deep the fast path looks before leaving a value to the walk (which has its own limit).
+_FAST_DEPTH = 32
+
+
+def _is_plain(v: Any, depth: int) -> bool:
+    """Whether ``v`` is JSON as it is, so the walk would give it back unchanged.
+
+    Only the exact types dict (str keys, no marker key), list, str, int (up to the plain-int
+    size), finite float, bool and None qualify, nested at most ``depth`` containers deep;
+    anything else (subclasses, tuples, NaN, a structure containing itself...) needs the walk.
+    Scalars inside containers are checked inline: a call per item would cost most of the gain.
+    """
+    t = type(v)
+    if t is dict:
+        if depth <= 0 or TYPE_MARKER in v or _LEGACY_MARKER in v:
+            return False
+        depth -= 1
+        for k, item in v.items():
+            if type(k) is not str:
+                return False
+            t = type(item)
+            if t is str or t is bool or item is None:
+                continue
+            if t is int:
+                if item.bit_length() > _MAX_PLAIN_INT_BITS:
+                    return False
+            elif t is float:
+                if item - item != 0.0:  # NaN or ±inf
+                    return False
+            elif not _is_plain(item, depth):
+                return False
+        return True
+    if t is list:
+        if depth <= 0:
+            return False
+        depth -= 1
+        for item in v:
+            t = type(item)
+            if t is str or t is bool or item is None:
+                continue
+            if t is int:
+                if item.bit_length() > _MAX_PLAIN_INT_BITS:
+                    return False
+            elif t is float:
+                if item - item != 0.0:
+                    return False
+            elif not _is_plain(item, depth):
+                return False
+        return True
+    if t is str or t is bool or v is None:
+        return True
+    if t is int:
+        return bool(v.bit_length() <= _MAX_PLAIN_INT_BITS)
+    if t is float:
+        return bool(v - v == 0.0)
+    return False
+
+
 def encode(value: Any, types: TypeRegistry | None = None) -> bytes:
     """Encode ``value`` as UTF-8 tagged JSON; raise SerializationError naming what failed.
 
     ``types`` adds the classes of a registry to the built-in ones.
     """
     try:
+        if _is_plain(value, _FAST_DEPTH):
+            # Plain JSON: the walk would rebuild it unchanged, so its bytes are the same.
+            return _dumps(value).encode("utf-8")
         return _dumps(_Encoder(types).value(value, "")).encode("utf-8")
     except SerializationError:
         raise
@@ -391,6 +497,18 @@ def _timedelta_from(d: dict[str, Any]) -> timedelta:
     return timedelta(days=d["days"], seconds=d["seconds"], microseconds=d["microseconds"])
 
 
+def _uuid(text: str) -> UUID:
+    from uuid import UUID
+
+    return UUID(text)
+
+
+def _decimal(text: str) -> Decimal:
+    from decimal import Decimal
+
+    return Decimal(text)
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "set": lambda d: set(_items(d)),
     "frozenset": lambda d: frozenset(_items(d)),
@@ -400,8 +518,8 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "date": lambda d: date.fromisoformat(d["value"]),
     "time": lambda d: time.fromisoformat(d["value"]),
     "timedelta": _timedelta_from,
-    "uuid": lambda d: UUID(d["value"]),
-    "decimal": lambda d: Decimal(d["value"]),
+    "uuid": lambda d: _uuid(d["value"]),
+    "decimal": lambda d: _decimal(d["value"]),
     "bytes": lambda d: base64.b64decode(d["value"], validate=True),
     "bytearray": lambda d: bytearray(base64.b64decode(d["value"], validate=True)),
     "float": lambda d: float(d["value"]),
@@ -434,6 +552,7 @@ def _object_hook_for(
 
 # One prebuilt decoder: json.loads with an object_hook would build a new one per call.
 _loads = json.JSONDecoder(object_hook=_object_hook_for(_DECODERS)).decode
+_plain_loads = json.JSONDecoder().decode
 
 
 def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = None) -> Any:
@@ -441,9 +560,12 @@ def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = No
 
     ``types`` reads the classes of a registry back as themselves.
     """
-    loads = _loads if types is None else types._decoder()
     try:
-        return loads(bytes(data).decode("utf-8"))
+        text = bytes(data).decode("utf-8")
+        if _MARKERS[0] in text or _MARKERS[1] in text or "\\u" in text:
+            return (_loads if types is None else types._decoder())(text)
+        # No marker key can be in the text (only a \u escape could spell one): no object_hook.
+        return _plain_loads(text)
     except RecursionError:
         raise SerializationError("the stored JSON is nested too deeply to decode") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:

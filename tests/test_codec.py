@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncblobdict import AsyncBlobStore, MemoryAdapter, SerializationError, TypeRegistry
+from asyncblobdict import AsyncBlobStore, MemoryAdapter, SerializationError, TypeRegistry, codec
 from asyncblobdict.codec import decode, encode
 
 fixed_offsets = st.builds(
@@ -552,3 +553,135 @@ async def test_store_uses_its_registry() -> None:
         assert (await plain.get_json("p"))["_bdtype_"] == "Point"
     with pytest.raises(TypeError, match="TypeRegistry"):
         AsyncBlobStore(MemoryAdapter(), "app", types=[Point])  # type: ignore[arg-type]
+
+
+# The fast paths: plain JSON skips the tagged walk on encode and the object_hook on decode;
+# both must give exactly what the walk and the hook give.
+class UserList(list[Any]):
+    pass
+
+
+plain_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.builds(lambda bits: 2**bits, st.integers(9990, 10010)),  # around the plain-int limit
+    st.floats(),  # NaN and ±inf included: they need the walk
+    st.text(),
+)
+marker_keys = st.sampled_from(["_bdtype_", "__type__", "items", "value", "x"])
+json_like = st.recursive(
+    plain_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(st.one_of(st.text(), marker_keys), inner, max_size=5),
+    ),
+    max_leaves=30,
+)
+subclassed = st.one_of(
+    st.text().map(Shouty),
+    st.integers().map(Sevens),
+    st.floats(allow_nan=False).map(Twos),
+    st.sampled_from([Color.RED, Level.HIGH, Ratio.HALF]),
+)
+wide_values = st.recursive(
+    st.one_of(plain_scalars, subclassed, hashables),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(
+            st.one_of(st.text(), marker_keys, st.text().map(Shouty)), inner, max_size=5
+        ),
+        st.dictionaries(hashables, inner, max_size=3),
+        st.dictionaries(st.text(), inner, max_size=3).map(OrderedDict),
+        st.lists(inner, max_size=3).map(UserList),
+    ),
+    max_leaves=30,
+)
+
+
+def walk_encode(value: Any) -> bytes:
+    """The tagged walk alone, as encode() ran for every value before the fast path."""
+    return codec._dumps(codec._Encoder(None).value(value, "")).encode("utf-8")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(json_like, wide_values, values))
+def test_fast_encode_is_byte_identical_to_the_walk(value: Any) -> None:
+    assert encode(value) == walk_encode(value)
+    if codec._is_plain(value, codec._FAST_DEPTH):
+        assert same(decode(encode(value)), value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, 2),
+        {"_bdtype_": "set", "items": [1]},
+        {"__type__": "set"},
+        {1: "a"},
+        {Shouty("k"): 1},
+        [Sevens(1)],
+        {"a": Twos(0.5)},
+        OrderedDict(a=1),
+        UserList([1]),
+        [math.nan],
+        {"a": -math.inf},
+        2**10001,
+        [[2**10001]],
+        b"x",
+        [datetime(2024, 1, 1)],
+        Color.RED,
+    ],
+)
+def test_the_fast_path_declines_what_needs_the_walk(value: Any) -> None:
+    assert not codec._is_plain(value, codec._FAST_DEPTH)
+    assert encode(value) == walk_encode(value)
+
+
+def test_the_fast_path_leaves_deep_and_recursive_values_to_the_walk() -> None:
+    deep: Any = "leaf"
+    for i in range(codec._FAST_DEPTH + 5):
+        deep = [deep] if i % 2 else {"k": deep}
+    assert not codec._is_plain(deep, codec._FAST_DEPTH)
+    assert encode(deep) == walk_encode(deep)
+    assert decode(encode(deep)) == deep
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(SerializationError, match="contains itself"):
+        encode(loop)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(SerializationError, match="contains itself"):
+        encode(looped)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_like, st.booleans())
+def test_fast_decode_agrees_with_the_object_hook(value: Any, ascii_only: bool) -> None:
+    # ensure_ascii=True writes \u escapes, which can spell a marker key.
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=(",", ":"))
+    # repr: exact for JSON's types (1, 1.0 and True differ) and equal for NaN.
+    assert repr(decode(text.encode())) == repr(codec._loads(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"\\u005fbdtype_":"set","items":[1]}', {1}),
+        ('{"_\\u0062dtype_":"tuple","items":[1]}', (1,)),
+        ('[{"\\u005f_type__":"frozenset","items":[2]}]', [frozenset({2})]),
+    ],
+)
+def test_an_escaped_marker_is_still_read_as_a_tag(text: str, expected: Any) -> None:
+    assert same(decode(text.encode()), expected)
+
+
+PUBLIC_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_like, wide_values, values))
+def test_the_prebuilt_json_encoder_writes_what_json_does(value: Any) -> None:
+    tree = codec._Encoder(None).value(value, "")  # what encode() gives json: no NaN, no cycle
+    assert codec._dumps(tree) == PUBLIC_ENCODER.encode(tree)

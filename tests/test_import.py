@@ -90,3 +90,55 @@ def test_the_old_connection_module_is_the_same_parser() -> None:
     assert ConnectionStringError is azure_connection.ConnectionStringError
     for name in azure_connection.__all__:
         assert getattr(connection, name) is getattr(azure_connection, name)
+
+
+DEFERRED = """
+import sys
+import asyncblobdict
+loaded = [m for m in sys.argv[1:] if m in sys.modules]
+asyncblobdict.AsyncBlobStore, asyncblobdict.TypeRegistry  # noqa: B018
+print(loaded, "asyncblobdict.store" in sys.modules, "asyncblobdict.codec" in sys.modules)
+"""
+
+
+def test_import_defers_what_it_does_not_need() -> None:
+    # `import asyncblobdict` loads the errors alone; the rest comes with the first name used.
+    heavy = [
+        "asyncblobdict.store",
+        "asyncblobdict.codec",
+        "asyncblobdict.adapters.local",
+        "dataclasses",
+        "json",
+        "hashlib",
+        "uuid",
+        "decimal",
+        "random",
+    ]
+    # Measured against `python -c 'import asyncio'`, which loads some of these itself.
+    out = run_python("import asyncio\n" + DEFERRED, *heavy, check=True)
+    assert out.stdout.split() == ["[]", "True", "True"], out.stdout
+
+
+def test_the_codec_loads_uuid_and_decimal_only_when_a_value_needs_them() -> None:
+    code = (
+        "import sys\n"
+        "from asyncblobdict.codec import TypeRegistry, decode, encode\n"
+        "print('uuid' in sys.modules, 'decimal' in sys.modules)\n"
+        'print(decode(b\'[{"_bdtype_":"decimal","value":"1.10"}]\'))\n'
+        "from uuid import UUID\n"
+        "print(encode({'u': UUID(int=1)}).decode())\n"
+        "class Mine(UUID): pass\n"
+        "print(encode(Mine(int=2)).decode())\n"
+        "try:\n"
+        "    TypeRegistry(UUID)\n"
+        "except ValueError as e:\n"
+        "    print('refused')\n"
+    )
+    out = run_python(code, check=True)
+    assert out.stdout.splitlines() == [
+        "False False",
+        "[Decimal('1.10')]",
+        '{"u":{"_bdtype_":"uuid","value":"00000000-0000-0000-0000-000000000001"}}',
+        '{"_bdtype_":"uuid","value":"00000000-0000-0000-0000-000000000002"}',
+        "refused",
+    ], out.stdout + out.stderr

@@ -8,6 +8,7 @@ import enum
 import functools
 import hashlib
 import logging
+import os
 import re
 import ssl
 import uuid
@@ -825,7 +826,7 @@ class AzureBlobAdapter:
                 key=key,
             )
         content_type = validate_content_type(content_type)
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()  # 32 random hex digits, like uuid4().hex without its object
         if_match = condition.etag if isinstance(condition, Update) else None
         if_none_match = isinstance(condition, Create)
         headers = {f"x-ms-meta-{name}": value for name, value in names.items()}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -70,19 +70,47 @@ class Failure:
     ambiguous: bool
 
 
-@dataclass(frozen=True, slots=True)
 class _Call:
-    """What one logical request is about, for its error messages and log lines."""
+    """What one logical request is about, for its error messages and log lines (a plain
+    class: a frozen dataclass costs a microsecond per request to build)."""
 
-    action: str
-    container: str | None
-    key: str | None
+    __slots__ = ("action", "container", "key")
+
+    def __init__(self, action: str, container: str | None, key: str | None) -> None:
+        self.action, self.container, self.key = action, container, key
 
     def error(self, text: str) -> StorageError:
         return StorageError(f"{self.action} {text}", container=self.container, key=self.key)
 
     def closed(self) -> StorageError:
         return self.error("failed: the adapter is closed")
+
+
+def _request_id() -> str:
+    """A random (version 4) UUID in its usual text form, as ``str(uuid.uuid4())`` gives it,
+    at a quarter of its cost (no UUID object)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+class _HttpDate:
+    """The x-ms-date header's text for the current second, formatted once per second."""
+
+    __slots__ = ("second", "text")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self.second:
+            # formatdate() of the second itself: the header has no finer resolution.
+            self.text, self.second = formatdate(second, usegmt=True), second
+        return self.text
+
+
+_http_date = _HttpDate().now
 
 
 def _may_have_landed(result: HttpResponse | TransportError) -> bool:
@@ -169,7 +197,7 @@ class BlobClient:
         """
         call = _Call(action, container, key)
         deadline = self._clock() + self.retry.total_timeout
-        request_id = str(uuid.uuid4())
+        request_id = _request_id()
         ambiguous = False  # some attempt so far may have been applied
         attempt = 0
         while True:
@@ -228,23 +256,20 @@ class BlobClient:
         request_id: str,
     ) -> HttpRequest:
         """One attempt's request, dated and signed (StorageError if it cannot be signed)."""
+        sent = dict(headers) if headers else {}
+        sent["x-ms-date"] = _http_date()
+        sent["x-ms-version"] = self.api_version
+        sent["x-ms-client-request-id"] = request_id
         prepared = PreparedRequest(
-            method=method,
-            path=self._base_path + path,
-            query=list(query or ()),
-            headers={
-                **(headers or {}),
-                "x-ms-date": formatdate(usegmt=True),
-                "x-ms-version": self.api_version,
-                "x-ms-client-request-id": request_id,
-            },
-            content_length=len(body) if body else 0,
+            method, self._base_path + path, list(query) if query else [], sent, len(body or b"")
         )
         if self._auth is not None:
             await self._auth.authorize(prepared)
         return HttpRequest(method, self._url(prepared), prepared.headers, body)
 
     def _url(self, request: PreparedRequest) -> str:
+        if not request.query and not request.raw_query:
+            return self._origin + request.path
         query = "&".join(
             f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in request.query
         )
