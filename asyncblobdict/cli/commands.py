@@ -329,16 +329,19 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
             size = os.fstat(file.fileno()).st_size
         moved = 0
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytearray]:
             nonlocal moved
             while True:
+                # Allocated on the loop, filled in the thread: see AsyncBlobStore.set_file.
+                chunk = bytearray(FILE_CHUNK)
                 try:
-                    chunk = await asyncio.to_thread(file.read, FILE_CHUNK)
+                    n = await asyncio.to_thread(file.readinto, chunk)
                 except OSError as exc:
                     raise UserError(f"cannot read {label}: {exc.strerror or exc}") from None
-                if not chunk:
+                if not n:
                     return
-                moved += len(chunk)
+                del chunk[n:]
+                moved += n
                 yield chunk
 
         async with store_of(spec) as store:

@@ -13,7 +13,7 @@ from asyncblobdict import ConcurrencyError
 from asyncblobdict.adapters.azure import AzureBlobAdapter
 from asyncblobdict.adapters.azure.aiohttp_transport import AiohttpTransport
 from asyncblobdict.adapters.azure.transport import HttpRequest, HttpResponse
-from asyncblobdict.adapters.base import CREATE, Update
+from asyncblobdict.adapters.base import CREATE, Precondition, Update
 
 pytestmark = pytest.mark.azure
 
@@ -110,11 +110,12 @@ async def test_a_failing_condition_stops_before_staging_any_block(
     adapter = azure_adapter_factory(**SMALL)
     etag = await adapter.put(azure_container, "k", b"stored")
     await adapter.put(azure_container, "k", b"stored again")  # etag is stale now
-    key, condition = {
+    cases: dict[str, tuple[str, Precondition]] = {
         "create over a value": ("k", CREATE),
         "stale etag": ("k", Update(etag)),
         "etag of a missing key": ("missing", Update(etag)),
-    }[case]
+    }
+    key, condition = cases[case]
     source = Source(16)
     with pytest.raises(ConcurrencyError):
         await adapter.put_stream(azure_container, key, source.chunks(), condition=condition)
