@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import pickle
@@ -11,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from .. import codec
 from ..adapters.base import BlobInfo
@@ -335,7 +336,7 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
                 # Allocated on the loop, filled in the thread: see AsyncBlobStore.set_file.
                 chunk = bytearray(FILE_CHUNK)
                 try:
-                    n = await asyncio.to_thread(file.readinto, chunk)
+                    n = await asyncio.to_thread(cast(io.BufferedIOBase, file).readinto, chunk)
                 except OSError as exc:
                     raise UserError(f"cannot read {label}: {exc.strerror or exc}") from None
                 if not n:
