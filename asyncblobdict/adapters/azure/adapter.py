@@ -8,6 +8,7 @@ import enum
 import functools
 import hashlib
 import logging
+import mmap
 import re
 import ssl
 import uuid
@@ -149,6 +150,13 @@ async def _md5_off_loop(data: bytes | memoryview) -> bytes:
     if len(data) <= _HASH_ON_LOOP_MAX:
         return _md5(data)
     return await asyncio.to_thread(_md5, data)
+
+
+def _new_block(size: int) -> mmap.mmap:
+    """A buffer for one block of a streamed upload: an anonymous memory map, so its pages
+    cost memory only once written, and go back to the system as soon as it is dropped
+    (not kept by the allocator, whose freed chunks raised the peak RSS by ~10 MiB)."""
+    return mmap.mmap(-1, size)
 
 
 def _make_auth(account_url: str, credential: object) -> tuple[str, str, Authorizer | None]:
@@ -1050,10 +1058,10 @@ class AzureBlobAdapter:
         block_ids: list[str] = []
         md5 = hashlib.md5(usedforsecurity=False)
         running: set[asyncio.Future[None]] = set()
-        block = bytearray()
+        block, filled = _new_block(block_size), 0
         total = 0
 
-        async def stage(full: bytearray) -> None:
+        async def stage(full: memoryview) -> None:
             if not block_ids and (if_match is not None or if_none_match):
                 await self._check_early(container, key, if_match)
             if len(block_ids) >= MAX_BLOCKS:
@@ -1078,22 +1086,23 @@ class AzureBlobAdapter:
                     total += len(view)
                     pos = 0
                     while pos < len(view):
-                        take = min(block_size - len(block), len(view) - pos)
-                        block += view[pos : pos + take]
+                        take = min(block_size - filled, len(view) - pos)
+                        block[filled : filled + take] = view[pos : pos + take]
                         pos += take
-                        if len(block) == block_size:
+                        filled += take
+                        if filled == block_size:
                             # Handed over whole: the next block is a new buffer, so the
                             # one in flight is never copied or changed.
-                            await stage(block)
-                            block = bytearray()
+                            await stage(memoryview(block))
+                            block, filled = _new_block(block_size), 0
             if size is not None and size != total:
                 raise StorageError(
                     f"the stream gave {total} bytes, not the {size} announced",
                     container=container,
                     key=key,
                 )
-            if not block_ids and len(block) <= self.single_put_threshold:  # small: one Put Blob
-                data = bytes(block)
+            if not block_ids and filled <= self.single_put_threshold:  # small: one Put Blob
+                data = block[:filled]
                 del block
                 return await self.put(
                     container,
@@ -1103,9 +1112,8 @@ class AzureBlobAdapter:
                     content_type=content_type,
                     metadata=metadata,
                 )
-            if block:
-                await stage(block)
-                block = bytearray()
+            if filled:
+                await stage(memoryview(block)[:filled])
             while running:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 running.difference_update(done)
@@ -1147,7 +1155,7 @@ class AzureBlobAdapter:
             )
 
     async def _put_block(
-        self, container: str, key: str, block_id: str, block: bytes | bytearray
+        self, container: str, key: str, block_id: str, block: bytes | memoryview
     ) -> None:
         """Stage one block (unconditional, idempotent); create a missing container."""
         body = memoryview(block)  # sent as is: aiohttp takes a memoryview without a copy
