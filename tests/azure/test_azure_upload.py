@@ -1,5 +1,5 @@
 """Streamed uploads on Azurite (issue 11): blocks staged but never committed when the stream
-fails, is cancelled or its condition fails early; the number of blocks held is bounded."""
+fails, is cancelled or its condition fails early; at most max_concurrency blocks are held."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ class GatedTransport:
         await self.inner.close()
 
 
-async def test_blocks_held_are_bounded_by_concurrency_plus_one(
+async def test_blocks_held_are_bounded_by_max_concurrency(
     azurite_connection_string: str, azure_container: str
 ) -> None:
     transport = GatedTransport()
@@ -188,12 +188,12 @@ async def test_blocks_held_are_bounded_by_concurrency_plus_one(
         while transport.waiting < 2:
             transport.arrived.clear()
             await transport.arrived.wait()
-        # Every Put Block is stuck: the stream is drawn until one more block is filled,
-        # then no further, however long the event loop runs on.
+        # Both Put Blocks allowed are stuck: no further block is filled, however long the
+        # event loop runs on.
         for _ in range(200):
             await asyncio.sleep(0)
         assert not task.done()
-        assert source.taken == 3 * BLOCK
+        assert source.taken == 2 * BLOCK
         transport.gate.set()
         await task
         assert transport.most_waiting == 2

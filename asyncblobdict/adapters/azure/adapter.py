@@ -1040,12 +1040,13 @@ class AzureBlobAdapter:
         commit them with one Put Block List carrying the condition and the write token.
 
         A stream that ends within its first block and within ``single_put_threshold`` is
-        one ``put``. Memory: at most ``max_concurrency`` blocks in flight plus the one being
-        filled (and the caller's current chunk); each block is filled once from the
-        chunks and sent as is. Its MD5 goes with it (Content-MD5), and the whole stream's,
-        hashed block by block, with the commit. With ``CREATE`` or ``Update(etag)`` a HEAD
-        before the first block fails fast with ConcurrencyError when the condition already
-        does not hold; the commit checks it again (it decides). Nothing is visible until
+        one ``put``. Memory: at most ``max_concurrency`` blocks, those in flight and the one
+        being filled (which waits for a free slot), plus the caller's current chunk; each
+        block is filled once from the chunks and sent as is. Its MD5 goes with it
+        (Content-MD5), and the whole stream's, hashed block by block, with the commit.
+        With ``CREATE`` or ``Update(etag)`` a HEAD before the first block fails fast with
+        ConcurrencyError when the condition already does not hold; the commit checks it
+        again (it decides). Nothing is visible until
         the commit; the staged blocks of an upload that fails or is cancelled stay
         uncommitted, invisible, and the service discards them (after a week on Azure).
         """
@@ -1071,14 +1072,16 @@ class AzureBlobAdapter:
                     key=key,
                 )
             await _update_off_loop(md5, full)
+            block_id = _b64(f"{upload}-{len(block_ids):06d}".encode())
+            block_ids.append(block_id)
+            running.add(asyncio.ensure_future(self._put_block(container, key, block_id, full)))
+            # The next block is filled only once a slot is free: the blocks in flight and
+            # the one being filled are never more than max_concurrency.
             while len(running) >= self.max_concurrency:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 running.difference_update(done)
                 for task in done:
                     task.result()
-            block_id = _b64(f"{upload}-{len(block_ids):06d}".encode())
-            block_ids.append(block_id)
-            running.add(asyncio.ensure_future(self._put_block(container, key, block_id, full)))
 
         try:
             async for chunk in chunks:
