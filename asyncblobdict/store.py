@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import io
 import logging
 import os
 import random
@@ -481,13 +482,15 @@ class AsyncBlobStore:
         try:
             size = os.fstat(fd).st_size
 
+            reader = io.FileIO(fd, "rb", closefd=False)
+
             async def chunks() -> AsyncIterator[bytearray]:
                 while True:
                     # Allocated here, filled in the thread: a buffer malloc'ed by a worker
                     # thread comes from that thread's arena, and a few threads' arenas
                     # each keeping freed chunks cost tens of MiB of RSS.
                     chunk = bytearray(FILE_CHUNK)
-                    n = await _in_thread(os.readv, fd, [chunk])
+                    n = await _in_thread(reader.readinto, chunk)
                     if not n:
                         return
                     del chunk[n:]

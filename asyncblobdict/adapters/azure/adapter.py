@@ -1046,9 +1046,9 @@ class AzureBlobAdapter:
         (Content-MD5), and the whole stream's, hashed block by block, with the commit.
         With ``CREATE`` or ``Update(etag)`` a HEAD before the first block fails fast with
         ConcurrencyError when the condition already does not hold; the commit checks it
-        again (it decides). Nothing is visible until
-        the commit; the staged blocks of an upload that fails or is cancelled stay
-        uncommitted, invisible, and the service discards them (after a week on Azure).
+        again (it decides). Nothing is visible until the commit; the staged blocks of an
+        upload that fails or is cancelled stay uncommitted, invisible, and the service
+        discards them (after a week on Azure).
         """
         validate_container_name(container)
         headers, token, if_match, if_none_match = self._put_headers(
