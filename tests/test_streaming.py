@@ -469,3 +469,88 @@ def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
     assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
     # Two pieces of 2 MiB in flight each way, plus the allocator's and aiohttp's slack.
     assert (peak - base) / size < 0.25, (base, peak, (peak - base) / size)
+
+
+_RSS_AZURE_DEFAULTS_CHILD = r"""
+import asyncio, os, sys
+from asyncblobdict import AsyncBlobStore
+from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+folder, size, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def status(name):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+
+async def chunks():
+    block = os.urandom(1 << 20)
+    for _ in range(size >> 20):
+        yield block
+
+async def main():
+    src = os.path.join(folder, "src.bin")
+    with open(src, "wb") as f:
+        async for chunk in chunks():
+            f.write(chunk)
+    conn = sys.stdin.read()
+    container = "t" + os.urandom(8).hex()
+    if how in ("get_file", "iter_binary"):  # the value, written by another adapter
+        async with AsyncBlobStore(AzureBlobAdapter.from_connection_string(conn), container) as s:
+            await s.set_file("k", src)
+    async with AsyncBlobStore(AzureBlobAdapter.from_connection_string(conn), container) as store:
+        await store.set_binary("warm", b"x")  # the connection pool, the container
+        open("/proc/self/clear_refs", "w").write("5")  # the peak starts here
+        before = status("VmRSS")
+        if how == "set_file":
+            await store.set_file("k", src)
+        elif how == "set_binary":
+            await store.set_binary("k", chunks(), size=size)
+        elif how == "get_file":
+            await store.get_file("k", os.path.join(folder, "dst.bin"))
+        else:
+            n = 0
+            async for chunk in store.iter_binary("k"):
+                n += len(chunk)
+            assert n == size
+    print(status("VmHWM") - before)
+
+asyncio.run(main())
+"""
+
+_DOWNLOAD_OVER = pytest.mark.xfail(
+    reason="the download side (owned by the azdown branch) collects each 8 MiB range in "
+    "parts and joins them: ~65-70 MiB for 256 MiB, just over a quarter",
+    strict=False,
+)
+
+
+@pytest.mark.azure
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's /proc")
+@pytest.mark.parametrize(
+    "how",
+    [
+        "set_file",
+        "set_binary",
+        pytest.param("get_file", marks=_DOWNLOAD_OVER),
+        pytest.param("iter_binary", marks=_DOWNLOAD_OVER),
+    ],
+)
+def test_peak_rss_with_the_azure_defaults(azurite: Any, tmp_path: Path, how: str) -> None:
+    # The defaults: blocks and ranges of 8 MiB, 4 in flight. An upload holds those and the
+    # block being filled (40 MiB), a download the ranges and the chunk handed out.
+    size = 256 * MiB
+    out = run_python(
+        _RSS_AZURE_DEFAULTS_CHILD,
+        str(tmp_path),
+        str(size),
+        how,
+        input=azurite.connection_string,
+        check=True,
+        timeout=600,
+    )
+    growth = int(out.stdout.split()[-1])
+    if how == "get_file":
+        assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+    assert growth / size < 0.25, f"{how}: peak RSS grew {growth / MiB:.1f} MiB"

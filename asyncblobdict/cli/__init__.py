@@ -356,6 +356,8 @@ async def _copy(
                 check = getattr(adapter, "validate_container", None)
                 if callable(check):
                     check(spec.container)
+                if not spec.location.shared:
+                    _share_concurrency(adapter, args.jobs)
             await copy_keys(
                 src_adapter,
                 src.container,
@@ -375,6 +377,15 @@ async def _copy(
     finally:
         if not src.location.shared:
             await src_adapter.close()
+
+
+def _share_concurrency(adapter: object, jobs: int) -> None:
+    """Split an adapter's per-value parallelism (Azure: blocks or ranges in flight, each
+    held in memory) among the ``jobs`` keys copied at once, so that the copy holds about
+    ``max(jobs, max_concurrency)`` blocks, not ``jobs`` times ``max_concurrency``."""
+    current = getattr(adapter, "max_concurrency", None)
+    if isinstance(current, int) and current > 1:
+        adapter.max_concurrency = max(1, current // jobs)  # type: ignore[attr-defined]
 
 
 def _report_cp(args: argparse.Namespace, stats: CopyStats, src: StoreSpec, dst: StoreSpec) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import pickle
@@ -11,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from .. import codec
 from ..adapters.base import BlobInfo
@@ -329,16 +330,19 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
             size = os.fstat(file.fileno()).st_size
         moved = 0
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytearray]:
             nonlocal moved
             while True:
+                # Allocated on the loop, filled in the thread: see AsyncBlobStore.set_file.
+                chunk = bytearray(FILE_CHUNK)
                 try:
-                    chunk = await asyncio.to_thread(file.read, FILE_CHUNK)
+                    n = await asyncio.to_thread(cast(io.BufferedIOBase, file).readinto, chunk)
                 except OSError as exc:
                     raise UserError(f"cannot read {label}: {exc.strerror or exc}") from None
-                if not chunk:
+                if not n:
                     return
-                moved += len(chunk)
+                del chunk[n:]
+                moved += n
                 yield chunk
 
         async with store_of(spec) as store:
