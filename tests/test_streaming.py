@@ -519,13 +519,6 @@ async def main():
 asyncio.run(main())
 """
 
-_DOWNLOAD_OVER = pytest.mark.xfail(
-    reason="the download side (owned by the azdown branch) collects each 8 MiB range in "
-    "parts and joins them: ~65-70 MiB for 256 MiB, just over a quarter",
-    strict=False,
-)
-
-
 @pytest.mark.azure
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's /proc")
 @pytest.mark.parametrize(
@@ -533,8 +526,8 @@ _DOWNLOAD_OVER = pytest.mark.xfail(
     [
         "set_file",
         "set_binary",
-        pytest.param("get_file", marks=_DOWNLOAD_OVER),
-        pytest.param("iter_binary", marks=_DOWNLOAD_OVER),
+        "get_file",
+        "iter_binary",
     ],
 )
 def test_peak_rss_with_the_azure_defaults(azurite: Any, tmp_path: Path, how: str) -> None:

@@ -649,13 +649,14 @@ class AzureBlobAdapter:
         etag: str | None,
         view: memoryview,
         *,
+        base: int = 0,
         range_md5: bool = False,
     ) -> bool:
         """GET bytes ``start..end`` (of the version ``etag``, if given) into
-        ``view[start:end + 1]`` as they arrive, resuming a body cut short after its last
-        byte. With ``range_md5`` (a range of at most 4 MiB), the bytes are checked against
-        the MD5 the service computes for the range. False for 412 (replaced) or 416
-        (nothing there)."""
+        ``view[start - base:end - base + 1]`` as they arrive, resuming a body cut short
+        after its last byte. With ``range_md5`` (a range of at most 4 MiB), the bytes are
+        checked against the MD5 the service computes for the range. False for 412 (replaced)
+        or 416 (nothing there)."""
         done = 0
         pinned = [etag]
         # The MD5 of the whole range, from the answer to the request for all of it (the
@@ -695,7 +696,7 @@ class AzureBlobAdapter:
             action="get",
             headers=headers,
             resume=resume,
-            into=view[start : end + 1],
+            into=view[start - base : end - base + 1],
         )
         if resp.status in (412, 416):
             return False
@@ -712,7 +713,9 @@ class AzureBlobAdapter:
             )
         if range_md5:
             expected = asked[0] if asked else resp.header("Content-MD5")
-            await self._check_range(container, key, start, end, view[start : end + 1], expected)
+            await self._check_range(
+                container, key, start, end, view[start - base : end - base + 1], expected
+            )
         return True
 
     async def _check_range(
@@ -1077,25 +1080,35 @@ class AzureBlobAdapter:
             yield first
         del first
         jobs = [
-            functools.partial(
-                self._fetch_range, container, key, start, end, etag, range_md5=md5 is None
-            )
+            functools.partial(self._fetch_piece, container, key, start, end, etag, md5 is None)
             for start, end in ranges
         ]
         async with bounded_in_order(jobs, self.max_concurrency) as pieces:
-            async for piece in pieces:
-                if piece is None:
+            async for body in pieces:
+                if body is None:
                     raise ConcurrencyError(
                         "the value was replaced during the read",
                         container=container,
                         key=key,
                     )
-                body = piece[1]
                 if md5 is not None:
                     await _update_off_loop(md5, body)
                 yield body
         if md5 is not None and md5.digest() != expected:
             raise _md5_mismatch(container, key, "the whole blob")
+
+    async def _fetch_piece(
+        self, container: str, key: str, start: int, end: int, etag: str, range_md5: bool
+    ) -> bytes | None:
+        """One range of a streamed read, received straight into a buffer of its size (no
+        join of the body's parts: a range in flight costs its size once). None if the blob
+        was replaced."""
+        buffer = BytesBuffer(end - start + 1)
+        if not await self._fetch_into(
+            container, key, start, end, etag, buffer.view, base=start, range_md5=range_md5
+        ):
+            return None
+        return buffer.take()
 
     async def _fetch_range(
         self,
