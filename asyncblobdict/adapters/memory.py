@@ -165,6 +165,18 @@ class MemoryAdapter:
             async for name in fold_levels(names, prefix):
                 yield name
 
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        """The names ``list_names`` yields, each with its metadata (a folder's is empty)."""
+        blobs = self._blobs(container)
+        async for name in self.list_names(container, prefix, delimiter=delimiter):
+            entry = blobs.get(name)
+            if name.endswith("/"):
+                yield name, {}
+            elif entry is not None:  # deleted while we were yielding
+                yield name, entry[1].metadata
+
     async def _names(self, container: str, prefix: str) -> AsyncIterator[str]:
         for key in sorted(k for k in self._blobs(container) if k.startswith(prefix)):
             yield key
