@@ -307,9 +307,9 @@ def test_ls_sorted_with_prefix_and_long(
     assert [row[0] for row in rows] == ["300", "2"]
     md5 = hashlib.md5(b"x" * 300).hexdigest()
     assert rows[0][3] == f'"{md5}"'  # the local ETag: the quoted MD5 of the content
-    # size, date, time, ETag, content type, metadata, key
-    assert rows[0][4:] == ["-", "-", "b/1"]
-    assert len(rows[1]) == 7
+    # size, date, time, ETag, content type, expiry, metadata, key
+    assert rows[0][4:] == ["-", "-", "-", "b/1"]
+    assert len(rows[1]) == 8
 
 
 CFG_MD5 = hashlib.md5(b'{"a":1}').hexdigest()
@@ -333,8 +333,8 @@ def test_ls_long_and_info_show_content_type_and_metadata(
     lines = out.splitlines()
     rows = [line.split() for line in lines]
     assert [(row[0], *row[4:]) for row in rows] == [
-        ("7", "application/json", '{"owner":"ops","run":"7"}', "cfg"),
-        ("1200", "image/png", "-", "img"),
+        ("7", "application/json", "-", '{"owner":"ops","run":"7"}', "cfg"),
+        ("1200", "image/png", "-", "-", "img"),
     ]
     assert len({line.rindex(" ") for line in lines}) == 1  # the keys line up
 
@@ -346,6 +346,7 @@ def test_ls_long_and_info_show_content_type_and_metadata(
     assert fields[:2] == [["key:", "cfg"], ["size:", "7 bytes"]]
     assert out.splitlines()[2].endswith(" UTC")
     assert out.splitlines()[3:] == [
+        "expires:       -",
         f'etag:          "{md5}"',
         "content type:  application/json",
         f"content md5:   {md5}",
@@ -949,8 +950,8 @@ def test_azure_ls_info_and_missing_things(
     assert (code, err) == (0, "")
     rows = [line.split() for line in out.splitlines()]
     assert [(row[0], *row[4:]) for row in rows] == [
-        ("7", "application/json", '{"owner":"ops","run":"7"}', "cfg"),
-        ("1200", "image/png", "-", "img"),
+        ("7", "application/json", "-", '{"owner":"ops","run":"7"}', "cfg"),
+        ("1200", "image/png", "-", "-", "img"),
     ]
     assert all(row[3].startswith('"0x') for row in rows)  # the service's ETags
     code, out, _ = cli("--azure", "info", "cfg")
