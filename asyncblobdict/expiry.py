@@ -2,10 +2,10 @@
 
 A value written with ``ttl`` carries the metadata entry :data:`EXPIRES_METADATA`
 (``abdexpires``): its absolute expiry time as UTC seconds since the Unix epoch, a decimal
-string with millisecond precision (``"1767225600.250"``), computed from the writer's clock
-when the write is made. Any tool (and any backend) can read it; the store compares it with
-the reader's clock, so a value whose expiry has come reads as missing. The name is reserved:
-user metadata may not use it.
+string with millisecond precision (``"1767225600.250"``, rounded up), computed from the
+writer's clock when the write is made. Any tool (and any backend) can read it; the store
+compares it with the reader's clock, so a value whose expiry has come reads as missing. The
+name is reserved: user metadata may not use it.
 """
 
 from __future__ import annotations
@@ -69,8 +69,12 @@ def expires_at(now: float, ttl: object) -> float:
 
 
 def format_expiry(when: float) -> str:
-    """The stored form of an expiry time (milliseconds, never rounded below ``0.001``)."""
-    return f"{max(when, 0.001):.3f}"
+    """The stored form of an expiry time: milliseconds, rounded up (a value never expires
+    before its ``ttl`` has passed)."""
+    millis = round(when * 1000)
+    if millis / 1000 < when:
+        millis += 1
+    return f"{max(millis, 1) // 1000}.{max(millis, 1) % 1000:03d}"
 
 
 def expiry_of(metadata: Mapping[str, str] | None) -> float | None:

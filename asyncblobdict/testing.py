@@ -866,10 +866,8 @@ async def list_metadata_matches(ctx: Context) -> None:
         await _put(ctx, key, b"v", metadata=metadata)
     for prefix, delimiter in (("", None), ("m/", "/"), ("m/b", None), ("nothing", "/")):
         listed: list[tuple[str, dict[str, str]]] = []
-        async for name, metadata in adapter.list_metadata(
-            ctx.container, prefix, delimiter=delimiter
-        ):
-            listed.append((name, dict(metadata)))
+        async for name, found in adapter.list_metadata(ctx.container, prefix, delimiter=delimiter):
+            listed.append((name, dict(found)))
         what = f"list_metadata({prefix!r}, delimiter={delimiter!r})"
         _equal([n for n, _ in listed], await _names(ctx, prefix, delimiter), f"{what} names")
         for name, metadata in listed:
