@@ -1453,8 +1453,7 @@ class LocalFileAdapter:
                     if exc.errno not in _XATTR_ABSENT:
                         raise
                 else:
-                    record = self._decode(raw)
-                    return record.metadata if record is not None else {}
+                    return _record_metadata(raw)
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
@@ -1649,6 +1648,17 @@ class LocalFileAdapter:
             key=key,
             error_code=code,
         )
+
+
+def _record_metadata(raw: bytes) -> dict[str, str]:
+    """The metadata of a record (empty for none, or for bytes that are no record of ours);
+    most records have none, which the bytes tell without decoding them."""
+    if not raw.startswith(b"abd1 "):
+        return {}
+    if b"=" not in raw:
+        return {}
+    record = _Record.decode(raw)
+    return {} if record is None else record.metadata
 
 
 _LIST_BATCH = 512
