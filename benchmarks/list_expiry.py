@@ -223,7 +223,9 @@ def main() -> None:
                         "work": work,
                         "root": root,
                         "reps": args.reps,
-                        "conn": azurite.connection_string if backend == "azurite" else None,
+                        "conn": azurite.connection_string
+                        if azurite is not None and backend == "azurite"
+                        else None,
                     }
                     times = run_child(python, tree, spec)["times"]
                     got[f"{backend}/{work}/{impl}"] = statistics.median(times)
