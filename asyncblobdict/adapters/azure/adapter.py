@@ -11,7 +11,15 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import replace
 from typing import Any, Literal, NoReturn, TypeVar
 
@@ -1219,9 +1227,12 @@ class AzureBlobAdapter:
         a little longer."""
         check_delimiter(delimiter)
         pages = self._pages(container, prefix, delimiter, parse_blob_metadata, "metadata")
-        async for name, metadata in pages:
-            metadata.pop(TOKEN_METADATA, None)
-            yield name, metadata
+        try:
+            async for name, metadata in pages:
+                metadata.pop(TOKEN_METADATA, None)
+                yield name, metadata
+        finally:
+            await pages.aclose()  # a caller that stops early ends the paging now
 
     async def _pages(
         self,
@@ -1230,7 +1241,7 @@ class AzureBlobAdapter:
         delimiter: str | None,
         parse: Callable[[bytes], tuple[Sequence[_Item], str | None]],
         include: str | None = None,
-    ) -> AsyncIterator[_Item]:
+    ) -> AsyncGenerator[_Item, None]:
         """Every item of a List Blobs listing, following NextMarker; nothing for no container."""
         validate_container_name(container)
         marker: str | None = None
