@@ -45,6 +45,7 @@ class KeyState:
         "data",
         "detached",
         "etag",
+        "expires",
         "holders",
         "locked",
         "metadata",
@@ -55,6 +56,8 @@ class KeyState:
 
     def __init__(self) -> None:
         self.data: bytes | None = None
+        # The cached value's expiry time (epoch seconds), None for a value that never expires.
+        self.expires: float | None = None
         self.pending = False
         self.content_type: str | None = None
         self.metadata: dict[str, str] | None = None
@@ -231,12 +234,13 @@ class KeyTable:
 
     # -- changes ------------------------------------------------------------------------
 
-    def set_data(self, state: KeyState, data: bytes | None) -> None:
-        """Replace the key's cached bytes (None: cache nothing)."""
+    def set_data(self, state: KeyState, data: bytes | None, expires: float | None = None) -> None:
+        """Replace the key's cached bytes (None: cache nothing) and their expiry time."""
         if state.data is not None:
             self._cached -= 1
             self._bytes -= len(state.data)
         state.data = data
+        state.expires = None if data is None else expires
         if data is not None:
             self._cached += 1
             self._bytes += len(data)
@@ -253,9 +257,10 @@ class KeyTable:
         data: bytes | None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        expires: float | None = None,
     ) -> None:
         """Record a write-back change (None: a delete) as the key's latest change."""
-        self.set_data(state, data)
+        self.set_data(state, data, expires)
         state.content_type, state.metadata = content_type, metadata
         self._versions += 1
         state.version = self._versions

@@ -9,6 +9,7 @@ __all__ = [
     "BlobNotFoundError",
     "ConcurrencyError",
     "InvalidKeyError",
+    "InvalidTTLError",
     "OutcomeUnknownError",
     "SerializationError",
     "StorageError",
@@ -60,6 +61,11 @@ class ConcurrencyError(AsyncBlobDictError):
 
 class InvalidKeyError(AsyncBlobDictError, ValueError):
     """A key or container name breaks the naming rules; raised before any I/O."""
+
+
+class InvalidTTLError(AsyncBlobDictError, ValueError):
+    """A ``ttl=`` is not a finite duration > 0 (seconds or a timedelta), or is too large;
+    raised before any I/O."""
 
 
 class SerializationError(AsyncBlobDictError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import io
@@ -36,6 +37,7 @@ from .adapters.base import (
     Adapter,
     BlobInfo,
     Create,
+    MetadataListingAdapter,
     Precondition,
     StreamingAdapter,
     Update,
@@ -53,6 +55,15 @@ from .errors import (
     ConcurrencyError,
     SerializationError,
     StorageError,
+)
+from .expiry import (
+    EXPIRES_METADATA,
+    Ttl,
+    check_user_metadata,
+    expires_at,
+    expiry_datetime,
+    expiry_of,
+    format_expiry,
 )
 from .keys import validate_key, validate_prefix
 from .modes import CacheMode, ConcurrencyMode, SyncResult
@@ -88,7 +99,27 @@ _Extra = tuple["str | None", "dict[str, str] | None"]
 
 def _extra(content_type: str | None, metadata: Mapping[str, str] | None) -> _Extra:
     """Check a write's content type and metadata before any I/O."""
-    return validate_content_type(content_type), validate_metadata(metadata) or None
+    names = validate_metadata(metadata)
+    check_user_metadata(names)
+    return validate_content_type(content_type), names or None
+
+
+def _with_expiry(extra: _Extra, expires: float | None) -> _Extra:
+    """``extra`` with its expiry replaced by ``expires`` (None: no expiry)."""
+    content_type, metadata = extra
+    names = {k: v for k, v in (metadata or {}).items() if k != EXPIRES_METADATA}
+    if expires is not None:
+        names[EXPIRES_METADATA] = format_expiry(expires)
+    return content_type, names or None
+
+
+def _public_info(info: BlobInfo) -> BlobInfo:
+    """``info`` as the store shows it: the expiry as ``expires``, not as metadata."""
+    if EXPIRES_METADATA not in info.metadata:
+        return info
+    metadata = {k: v for k, v in info.metadata.items() if k != EXPIRES_METADATA}
+    expires = expiry_datetime(expiry_of(info.metadata))
+    return dataclasses.replace(info, metadata=metadata, expires=expires)
 
 
 class _Turn:
@@ -227,7 +258,9 @@ class AsyncBlobStore:
     which its owner closes). Keys are compared exactly (``café`` in NFC and in NFD are two
     keys) unless ``normalize_keys`` names a Unicode form ("NFC", ...): then every key and
     prefix is normalised to it before use, and stored so. ``types`` (a TypeRegistry) adds
-    classes to the JSON codec.
+    classes to the JSON codec. ``clock`` (default ``time.time``) tells the time, in seconds
+    since the epoch, for expiry: writes with ``ttl`` add it to the clock, reads compare
+    stored expiry times with it.
 
     Operations on one key are serialised in call order. A write whose caller is cancelled
     runs to its end in storage, and the store records its outcome, so its own writes never
@@ -255,6 +288,7 @@ class AsyncBlobStore:
         normalize_keys: Literal["NFC", "NFD", "NFKC", "NFKD"] | None = None,
         owns_adapter: bool = True,
         types: codec.TypeRegistry | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(adapter, Adapter):
             raise TypeError(
@@ -292,6 +326,7 @@ class AsyncBlobStore:
         self._closed = False
         self.owns_adapter = owns_adapter
         self.types = types
+        self.clock: Callable[[], float] = time.time if clock is None else clock
         self._unsynced = weakref.finalize(self, _warn_unsynced, self._table, container_name)
 
     def __repr__(self) -> str:
@@ -392,6 +427,9 @@ class AsyncBlobStore:
                         raise
                     if self._etags and whole:
                         table.set_etag(state, info.etag)
+                    if self._expired(expiry_of(info.metadata)):
+                        await _close_iterator(chunks)
+                        raise self._expired_error(key)
                     total = max(0, range_end(info.size, offset, length) - offset)
             finally:
                 table.release(key, state)
@@ -464,8 +502,10 @@ class AsyncBlobStore:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
-        """Store the content of the file ``path`` as the value of ``key``, streaming.
+        """Store the content of the file ``path`` as the value of ``key``, streaming (with an
+        optional ``ttl``, as for :meth:`set_json`).
 
         Atomic like :meth:`set_binary`: readers see the old value or the whole file. A file
         whose size changes while it is read raises StorageError and stores nothing.
@@ -503,6 +543,7 @@ class AsyncBlobStore:
                 metadata=metadata,
                 size=size,
                 progress=progress,
+                ttl=ttl,
             )
         finally:
             os.close(fd)
@@ -522,12 +563,14 @@ class AsyncBlobStore:
             cached = self._cached(key, held=True)
             if cached is not None:
                 return cached[0] is not None
-            return await self.adapter.head(self.container_name, key) is not None
+            info = await self.adapter.head(self.container_name, key)
+            return info is not None and not self._expired(expiry_of(info.metadata))
         finally:
             self._table.release(key, state)
 
     async def list_keys(self, prefix: str = "", *, delimiter: str | None = None) -> list[str]:
-        """Return every key starting with ``prefix``, sorted as Python sorts str.
+        """Return every key starting with ``prefix``, sorted as Python sorts str; expired
+        values are left out.
 
         With ``delimiter="/"`` only one level is listed: the keys directly below ``prefix``
         and, once each, the folders holding deeper keys, as their prefix ending in ``/``
@@ -542,20 +585,20 @@ class AsyncBlobStore:
         """Yield every key starting with ``prefix`` in the adapter's order, without a list.
 
         ``delimiter`` as for :meth:`list_keys`. In WRITE_BACK mode pending deletes are left
-        out and keys created since the last sync come after the stored ones.
+        out and keys created since the last sync come after the stored ones. Expired values
+        are left out (a folder is listed while it holds any stored key, expired or not,
+        unless there are pending changes below ``prefix``; :meth:`sweep_expired` removes
+        expired values for good).
         """
-        self._check_open()
-        validate_prefix(prefix, self.container_name)
-        if self._normal_form is not None:
-            prefix = self._normalize(self._normal_form, prefix)
+        prefix = self._prefix(prefix)
         check_delimiter(delimiter)
         pending = {
-            key: state.data is not None
+            key: state.data is not None and not self._expired(state.expires)
             for key, state in self._table.pending_items()
             if key.startswith(prefix)
         }
         if not pending:
-            names = self.adapter.list_names(self.container_name, prefix, delimiter=delimiter)
+            names = self._live_names(prefix, delimiter)
             try:
                 async for name in names:
                     yield name
@@ -565,7 +608,7 @@ class AsyncBlobStore:
         # Pending changes below the prefix: list every key and fold the levels here, so a
         # folder whose keys are all deleted (pending) is left out too.
         shown: set[str] = set()
-        names = self.adapter.list_names(self.container_name, prefix)
+        names = self._live_names(prefix, None)
         try:
             async for name in names:
                 if pending.pop(name, True):
@@ -582,27 +625,85 @@ class AsyncBlobStore:
                     shown.add(entry)
                     yield entry
 
+    def _prefix(self, prefix: str) -> str:
+        """A listing's prefix, checked (and normalised if the store says so)."""
+        self._check_open()
+        validate_prefix(prefix, self.container_name)
+        if self._normal_form is not None:
+            prefix = self._normalize(self._normal_form, prefix)
+        return prefix
+
+    async def _live_names(self, prefix: str, delimiter: str | None) -> AsyncIterator[str]:
+        """The adapter's names below ``prefix`` without the expired values."""
+        entries = self._listed_metadata(prefix, delimiter)
+        try:
+            async for name, metadata in entries:
+                if EXPIRES_METADATA not in metadata or not self._expired(expiry_of(metadata)):
+                    yield name
+        finally:
+            await _close_iterator(entries)
+
+    async def _listed_metadata(
+        self, prefix: str, delimiter: str | None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        """``(name, metadata)`` of every listed name, from the adapter's ``list_metadata``;
+        an adapter without it is asked ``head`` for each key (a folder's metadata is empty)."""
+        adapter = self.adapter
+        if isinstance(adapter, MetadataListingAdapter):
+            entries = adapter.list_metadata(self.container_name, prefix, delimiter=delimiter)
+            try:
+                async for entry in entries:
+                    yield entry
+            finally:
+                await _close_iterator(entries)
+            return
+        names = adapter.list_names(self.container_name, prefix, delimiter=delimiter)
+        try:
+            async for name in names:
+                if name.endswith("/"):
+                    yield name, {}
+                    continue
+                info = await adapter.head(self.container_name, name)
+                if info is not None:  # deleted since it was listed
+                    yield name, info.metadata
+        finally:
+            await _close_iterator(names)
+
     async def info(self, key: str) -> BlobInfo | None:
         """Size, ETag, content type and metadata of ``key`` without reading it; None if missing.
 
-        A pending write-back value has no ETag or modification time yet. Like ``exists()``,
-        it never changes which version an ETAG write is checked against.
+        ``expires`` is the value's expiry time (aware UTC) if it was written with a ``ttl``,
+        and the reserved ``abdexpires`` entry is left out of ``metadata``; an expired value
+        is missing (None). A pending write-back value has no ETag or modification time yet.
+        Like ``exists()``, it never changes which version an ETAG write is checked against.
         """
         key = self._key(key)
         state = await self._table.acquire(key)
         try:
             if self._write_back and state.pending:
-                if state.data is None:
+                if state.data is None or self._expired(state.expires):
                     return None
-                return BlobInfo(
-                    key,
-                    len(state.data),
-                    content_type=state.content_type,
-                    metadata=dict(state.metadata or {}),
+                return _public_info(
+                    BlobInfo(
+                        key,
+                        len(state.data),
+                        content_type=state.content_type,
+                        metadata=dict(state.metadata or {}),
+                    )
                 )
-            return await self.adapter.head(self.container_name, key)
+            info = await self.adapter.head(self.container_name, key)
+            if info is None or self._expired(expiry_of(info.metadata)):
+                return None
+            return _public_info(info)
         finally:
             self._table.release(key, state)
+
+    def _expired(self, expires: float | None) -> bool:
+        """Whether an expiry time has come by this store's clock."""
+        return expires is not None and expires <= self.clock()
+
+    def _expired_error(self, key: str) -> BlobNotFoundError:
+        return BlobNotFoundError("key expired", container=self.container_name, key=key)
 
     def _cached(self, key: str, *, held: bool = False) -> tuple[bytes | None] | None:
         """``(bytes,)`` or ``(None,)`` for a pending delete when the cache answers; else None.
@@ -617,6 +718,10 @@ class AsyncBlobStore:
             return None
         if state.data is None and not state.pending:
             return None
+        if state.expires is not None and self._expired(state.expires):
+            # A pending value that expired reads as missing; a clean one is asked of
+            # storage again (it may have been written anew there meanwhile).
+            return (None,) if state.pending else None
         self._table.touch(key)
         return (state.data,)
 
@@ -626,7 +731,9 @@ class AsyncBlobStore:
             return None
         if cached[0] is None:
             raise BlobNotFoundError(
-                "key was deleted (pending sync)", container=self.container_name, key=key
+                "key was deleted or expired (pending sync)",
+                container=self.container_name,
+                key=key,
             )
         return cached[0]
 
@@ -646,11 +753,19 @@ class AsyncBlobStore:
             except BlobNotFoundError:
                 if self._etags:
                     table.set_etag(state, ABSENT)
+                if not state.pending:
+                    table.set_data(state, None)
                 raise
             if self._etags:
+                # Even for an expired value: a later write then replaces exactly that version.
                 table.set_etag(state, info.etag)
+            expires = expiry_of(info.metadata)
+            if self._expired(expires):
+                if not state.pending:
+                    table.set_data(state, None)
+                raise self._expired_error(key)
             if self._caching and len(data) <= self.cache_value_max_bytes:
-                table.set_data(state, data)
+                table.set_data(state, data, expires)
             return data
         finally:
             table.release(key, state)
@@ -664,15 +779,25 @@ class AsyncBlobStore:
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
         """Store ``value`` as JSON; nothing is written if it cannot be encoded.
 
         ``content_type`` defaults to ``application/json``; ``metadata`` (names of ASCII
         letters, digits and ``_``; printable ASCII values) replaces the key's old metadata.
+        ``ttl`` (seconds > 0, or a timedelta) makes the value expire that long after this
+        call, by the store's clock; without it the value never expires (an overwrite
+        without ``ttl`` clears an earlier expiry).
         """
         key = self._key(key)
-        extra = _extra(content_type or JSON_CONTENT_TYPE, metadata)
+        extra = self._expiring(_extra(content_type or JSON_CONTENT_TYPE, metadata), ttl)
         await self._write(key, self._encode(key, value), extra)
+
+    def _expiring(self, extra: _Extra, ttl: Ttl | None) -> _Extra:
+        """A write's content type and metadata with the expiry ``ttl`` gives (from now)."""
+        if ttl is None:
+            return extra
+        return _with_expiry(extra, expires_at(self.clock(), ttl))
 
     async def set_binary(
         self,
@@ -683,8 +808,10 @@ class AsyncBlobStore:
         metadata: Mapping[str, str] | None = None,
         size: int | None = None,
         progress: Progress | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
-        """Store ``data`` as given, with an optional content type and metadata.
+        """Store ``data`` as given, with an optional content type, metadata and ``ttl`` (as
+        for :meth:`set_json`; a streamed value's expiry counts from the call, not its end).
 
         ``data`` is bytes-like, or an async iterable or iterable of bytes-like chunks: a
         stream, consumed once, holding a bounded number of chunks (a sync iterable is
@@ -697,7 +824,7 @@ class AsyncBlobStore:
         pending change of the key.
         """
         key = self._key(key)
-        extra = _extra(content_type, metadata)
+        extra = self._expiring(_extra(content_type, metadata), ttl)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             if isinstance(data, (AsyncIterable, Iterable)) and not isinstance(data, str):
                 await self._write_stream(key, data, extra, size, progress)  # type: ignore[arg-type]
@@ -836,7 +963,7 @@ class AsyncBlobStore:
         state = await table.acquire(key)
         try:
             if self._write_back:
-                table.make_pending(key, state, data, *extra)
+                table.make_pending(key, state, data, *extra, expires=expiry_of(extra[1]))
                 return
             if data is None:
                 await self._finish(key, state, self._delete_stored(key, state, overwrite=False))
@@ -852,6 +979,7 @@ class AsyncBlobStore:
         *,
         default: Any = _NO_DEFAULT,
         max_attempts: int = 64,
+        ttl: Ttl | None = None,
     ) -> Any:
         """Atomically replace the value of ``key`` with ``fn(value)`` and return the new value.
 
@@ -863,30 +991,43 @@ class AsyncBlobStore:
         attempt whose outcome cannot be proven, OutcomeUnknownError is raised and ``fn`` is
         not applied again. Other operations of this store on ``key`` wait until it is done.
 
+        The new value keeps the old one's content type, metadata and expiry time, unless
+        ``ttl`` is given: then it expires that long after this call. An expired value is
+        missing here too (``default`` is used; the expired value is replaced).
+
         In WRITE_BACK mode a key with a pending change is updated in the cache instead.
         """
         key = self._key(key)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        expires = None if ttl is None else expires_at(self.clock(), ttl)
         table = self._table
         state = await table.acquire(key)
         try:
             if self._write_back and state.pending:
-                if state.data is not None:
+                metadata = state.metadata
+                if state.data is not None and not self._expired(state.expires):
                     current = self._decode(key, state.data)
                 elif default is _NO_DEFAULT:
                     raise BlobNotFoundError(
-                        "key was deleted (pending sync)", container=self.container_name, key=key
+                        "key was deleted or expired (pending sync)",
+                        container=self.container_name,
+                        key=key,
                     )
                 else:
-                    current = self._copy(key, default)
+                    current, metadata = self._copy(key, default), None
                 new_value = await _call(fn, current)
+                extra: _Extra = (JSON_CONTENT_TYPE, metadata)
+                if expires is not None:
+                    extra = _with_expiry(extra, expires)
                 table.make_pending(
-                    key, state, self._encode(key, new_value), JSON_CONTENT_TYPE, state.metadata
+                    key, state, self._encode(key, new_value), *extra, expires=expiry_of(extra[1])
                 )
                 return new_value
             for attempt in range(max_attempts):
                 new_value, new_data, condition, extra = await self._apply(key, fn, default)
+                if expires is not None:
+                    extra = _with_expiry(extra, expires)
                 try:
                     await self._finish(
                         key, state, self._put_stored(key, state, new_data, condition, extra)
@@ -918,9 +1059,14 @@ class AsyncBlobStore:
                 raise
             current, condition = self._copy(key, default), CREATE
         else:
-            current = self._decode(key, data)
             condition = OVERWRITE if info.etag is None else Update(info.etag)
-            extra = (info.content_type or JSON_CONTENT_TYPE, dict(info.metadata) or None)
+            if self._expired(expiry_of(info.metadata)):
+                if default is _NO_DEFAULT:
+                    raise self._expired_error(key)
+                current = self._copy(key, default)  # replaces the expired version
+            else:
+                current = self._decode(key, data)
+                extra = (info.content_type or JSON_CONTENT_TYPE, dict(info.metadata) or None)
         new_value = await _call(fn, current)
         return new_value, self._encode(key, new_value), condition, extra
 
@@ -995,7 +1141,10 @@ class AsyncBlobStore:
         if state.pending:
             table.mark_stored(key, state, version)
         elif self._caching:
-            table.set_data(state, data if len(data) <= self.cache_value_max_bytes else None)
+            if len(data) <= self.cache_value_max_bytes:
+                table.set_data(state, data, expiry_of(metadata))
+            else:
+                table.set_data(state, None)
 
     async def _delete_stored(self, key: str, state: KeyState, *, overwrite: bool) -> None:
         table = self._table
@@ -1071,8 +1220,10 @@ class AsyncBlobStore:
         items: Mapping[str, Any] | Iterable[tuple[str, Any]],
         *,
         concurrency: int | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
-        """Store every ``key: value`` as JSON, ``concurrency`` at a time.
+        """Store every ``key: value`` as JSON, ``concurrency`` at a time (with ``ttl``, all
+        expire at one time: that long after this call).
 
         Every key is checked and every value encoded before anything is written (a bad one
         raises at once and nothing is written). Each write honours the store's modes as
@@ -1084,7 +1235,7 @@ class AsyncBlobStore:
         for key, value in pairs:
             key = self._key(key)
             encoded[key] = self._encode(key, value)
-        extra = _extra(JSON_CONTENT_TYPE, None)
+        extra = self._expiring(_extra(JSON_CONTENT_TYPE, None), ttl)
 
         async def write(key: str) -> None:
             await self._write(key, encoded[key], extra)
@@ -1095,6 +1246,59 @@ class AsyncBlobStore:
         """Delete every key (missing ones are no-ops), ``concurrency`` at a time; failures
         as for :meth:`set_many`."""
         await self._batch(keys, self.delete, _NO_DEFAULT, concurrency, "delete_many")
+
+    async def sweep_expired(self, prefix: str = "", *, concurrency: int | None = None) -> int:
+        """Delete the expired values of keys starting with ``prefix``; return how many.
+
+        Lists the keys with their metadata, then for each expired one reads its current
+        version (``head``) and deletes exactly that version (a conditional delete on its
+        ETag), ``concurrency`` at a time (``batch_concurrency``): a value written anew
+        meanwhile, by this store or another, survives. Keys with a pending write-back change
+        are left alone (the change replaces them at ``sync``). Expiry is judged by this
+        store's clock.
+        """
+        prefix = self._prefix(prefix)
+        limit = self.batch_concurrency if concurrency is None else concurrency
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        expired = [
+            name
+            async for name, metadata in self._listed_metadata(prefix, None)
+            if EXPIRES_METADATA in metadata and self._expired(expiry_of(metadata))
+        ]
+        deleted = await gather_bounded(
+            [functools.partial(self._sweep_one, key) for key in expired], limit
+        )
+        count = sum(deleted)
+        logger.info("sweep of %r: %d expired value(s) deleted", self.container_name, count)
+        return count
+
+    async def _sweep_one(self, key: str) -> bool:
+        """Delete ``key`` if the version stored now has expired; whether it was deleted."""
+        table = self._table
+        state = await table.acquire(key)
+        try:
+            if state.pending:
+                return False
+            info = await self.adapter.head(self.container_name, key)
+            if info is None or info.etag is None or not self._expired(expiry_of(info.metadata)):
+                return False
+            try:
+                await self._finish(key, state, self._delete_expired(key, state, info.etag))
+            except ConcurrencyError:  # written anew (or deleted) since the head: it stays
+                return False
+            return True
+        finally:
+            self._release_key(key, state)
+
+    async def _delete_expired(self, key: str, state: KeyState, etag: str) -> None:
+        try:
+            await self.adapter.delete(self.container_name, key, condition=Update(etag))
+        finally:
+            if not state.pending:
+                self._table.set_data(state, None)  # the expired value, or an unknown one
+        if self._etags and state.etag == etag:
+            self._table.set_etag(state, ABSENT)
 
     async def _batch(
         self,

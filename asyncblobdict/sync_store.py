@@ -33,6 +33,7 @@ from typing import Any, Final, TypeVar, cast
 
 from .adapters.base import Adapter, BlobInfo
 from .errors import AsyncBlobDictError
+from .expiry import Ttl
 from .modes import CacheMode, ConcurrencyMode, SyncResult
 from .store import _NO_DEFAULT, AsyncBlobStore, Chunks, EtagBehavior, Progress
 
@@ -313,11 +314,12 @@ class BlobStore:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
         """Stream the file ``path`` in as the value of ``key``."""
         self._run(
             self._store.set_file(
-                key, path, content_type=content_type, metadata=metadata, progress=progress
+                key, path, content_type=content_type, metadata=metadata, progress=progress, ttl=ttl
             )
         )
 
@@ -328,9 +330,13 @@ class BlobStore:
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
-        """Store ``value`` as JSON; nothing is written if it cannot be encoded."""
-        self._run(self._store.set_json(key, value, content_type=content_type, metadata=metadata))
+        """Store ``value`` as JSON; nothing is written if it cannot be encoded. ``ttl``
+        (seconds or a timedelta) makes it expire."""
+        self._run(
+            self._store.set_json(key, value, content_type=content_type, metadata=metadata, ttl=ttl)
+        )
 
     def set_binary(
         self,
@@ -341,6 +347,7 @@ class BlobStore:
         metadata: Mapping[str, str] | None = None,
         size: int | None = None,
         progress: Progress | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
         """Store ``data`` as given, or stream an iterable of bytes-like chunks (iterated in
         the store's thread)."""
@@ -352,6 +359,7 @@ class BlobStore:
                 metadata=metadata,
                 size=size,
                 progress=progress,
+                ttl=ttl,
             )
         )
 
@@ -413,6 +421,7 @@ class BlobStore:
         *,
         default: Any = _NO_DEFAULT,
         max_attempts: int = 64,
+        ttl: Ttl | None = None,
     ) -> Any:
         """Atomically replace the value of ``key`` with ``fn(value)``; return the new value.
 
@@ -420,7 +429,7 @@ class BlobStore:
         once, and must not call this store.
         """
         return self._run(
-            self._store.update_json(key, fn, default=default, max_attempts=max_attempts)
+            self._store.update_json(key, fn, default=default, max_attempts=max_attempts, ttl=ttl)
         )
 
     def get_many(
@@ -442,13 +451,19 @@ class BlobStore:
         items: Mapping[str, Any] | Iterable[tuple[str, Any]],
         *,
         concurrency: int | None = None,
+        ttl: Ttl | None = None,
     ) -> None:
         """Store every ``key: value`` as JSON (see AsyncBlobStore.set_many)."""
-        self._run(self._store.set_many(items, concurrency=concurrency))
+        self._run(self._store.set_many(items, concurrency=concurrency, ttl=ttl))
 
     def delete_many(self, keys: Iterable[str], *, concurrency: int | None = None) -> None:
         """Delete every key (see AsyncBlobStore.delete_many)."""
         self._run(self._store.delete_many(keys, concurrency=concurrency))
+
+    def sweep_expired(self, prefix: str = "", *, concurrency: int | None = None) -> int:
+        """Delete the expired values below ``prefix``; how many (see
+        AsyncBlobStore.sweep_expired)."""
+        return self._run(self._store.sweep_expired(prefix, concurrency=concurrency))
 
     def sync(self, etag_behavior: EtagBehavior | str = "skip") -> SyncResult:
         """Write pending write-back changes to storage (see AsyncBlobStore.sync)."""

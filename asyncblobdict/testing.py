@@ -42,6 +42,7 @@ from .adapters.base import (
     OVERWRITE,
     Adapter,
     BlobInfo,
+    MetadataListingAdapter,
     Precondition,
     StreamingAdapter,
     Update,
@@ -853,6 +854,27 @@ async def list_names_delimiter(ctx: Context) -> None:
     for prefix, expected in cases.items():
         _equal(await _level(ctx, prefix), expected, f"list_names({prefix!r}, delimiter='/')")
     _equal(await _names(ctx, "", "/", ctx.new_container()), [], "list_names('/') of no container")
+
+
+@_check("list_metadata (if present) yields list_names' names in order, with head's metadata")
+async def list_metadata_matches(ctx: Context) -> None:
+    adapter = ctx.adapter
+    if not isinstance(adapter, MetadataListingAdapter):
+        raise unittest.SkipTest("the adapter has no list_metadata")
+    written = {"m/a": {"owner": "ops", "n": "1"}, "m/b/c": {}, "m/d": {"x": "y"}}
+    for key, metadata in written.items():
+        await _put(ctx, key, b"v", metadata=metadata)
+    for prefix, delimiter in (("", None), ("m/", "/"), ("m/b", None), ("nothing", "/")):
+        listed: list[tuple[str, dict[str, str]]] = []
+        async for name, found in adapter.list_metadata(ctx.container, prefix, delimiter=delimiter):
+            listed.append((name, dict(found)))
+        what = f"list_metadata({prefix!r}, delimiter={delimiter!r})"
+        _equal([n for n, _ in listed], await _names(ctx, prefix, delimiter), f"{what} names")
+        for name, metadata in listed:
+            expected = {} if name.endswith("/") else written[name]
+            _equal(metadata, expected, f"{what} metadata of {name!r}")
+    none = [entry async for entry in adapter.list_metadata(ctx.new_container())]
+    _equal(none, [], "list_metadata of a missing container")
 
 
 @_check("a and a/b both exist where supported; else StorageError and the first untouched")

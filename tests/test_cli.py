@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from asyncblobdict import (
     StorageError,
 )
 from asyncblobdict._redact import redact
-from asyncblobdict.cli import _expand_bare_conn_options, main, output
+from asyncblobdict.cli import _duration, _expand_bare_conn_options, main, output
 from asyncblobdict.cli.output import human_bytes
 from asyncblobdict.cli.progress import Progress, render_progress
 from asyncblobdict.cli.stores import UsageError, parse_address
@@ -307,9 +308,9 @@ def test_ls_sorted_with_prefix_and_long(
     assert [row[0] for row in rows] == ["300", "2"]
     md5 = hashlib.md5(b"x" * 300).hexdigest()
     assert rows[0][3] == f'"{md5}"'  # the local ETag: the quoted MD5 of the content
-    # size, date, time, ETag, content type, metadata, key
-    assert rows[0][4:] == ["-", "-", "b/1"]
-    assert len(rows[1]) == 7
+    # size, date, time, ETag, content type, expiry, metadata, key
+    assert rows[0][4:] == ["-", "-", "-", "b/1"]
+    assert len(rows[1]) == 8
 
 
 CFG_MD5 = hashlib.md5(b'{"a":1}').hexdigest()
@@ -333,8 +334,8 @@ def test_ls_long_and_info_show_content_type_and_metadata(
     lines = out.splitlines()
     rows = [line.split() for line in lines]
     assert [(row[0], *row[4:]) for row in rows] == [
-        ("7", "application/json", '{"owner":"ops","run":"7"}', "cfg"),
-        ("1200", "image/png", "-", "img"),
+        ("7", "application/json", "-", '{"owner":"ops","run":"7"}', "cfg"),
+        ("1200", "image/png", "-", "-", "img"),
     ]
     assert len({line.rindex(" ") for line in lines}) == 1  # the keys line up
 
@@ -346,6 +347,7 @@ def test_ls_long_and_info_show_content_type_and_metadata(
     assert fields[:2] == [["key:", "cfg"], ["size:", "7 bytes"]]
     assert out.splitlines()[2].endswith(" UTC")
     assert out.splitlines()[3:] == [
+        "expires:       -",
         f'etag:          "{md5}"',
         "content type:  application/json",
         f"content md5:   {md5}",
@@ -949,8 +951,8 @@ def test_azure_ls_info_and_missing_things(
     assert (code, err) == (0, "")
     rows = [line.split() for line in out.splitlines()]
     assert [(row[0], *row[4:]) for row in rows] == [
-        ("7", "application/json", '{"owner":"ops","run":"7"}', "cfg"),
-        ("1200", "image/png", "-", "img"),
+        ("7", "application/json", "-", '{"owner":"ops","run":"7"}', "cfg"),
+        ("1200", "image/png", "-", "-", "img"),
     ]
     assert all(row[3].startswith('"0x') for row in rows)  # the service's ETags
     code, out, _ = cli("--azure", "info", "cfg")
@@ -1498,3 +1500,88 @@ def test_put_from_a_pipe_streams_without_a_size(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == f"put: piped ({len(data)} bytes)\n"
     assert read_local(tmp_path / "data", "demo_container", "piped") == data
+
+
+# ------------------------------------------------------------------------------- expiry
+
+
+async def _plant_expired(adapter: Any, container: str) -> None:
+    """A value whose expiry (1970) has long passed, as another writer's clock put it."""
+    await adapter.put(container, "old", b"1", metadata={"abdexpires": "1.000", "who": "x"})
+    await adapter.close()
+
+
+def test_put_ttl_and_expiry_in_info_ls_get_and_sweep(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    root = tmp_path / "local_blob_storage"
+    (tmp_path / "v.txt").write_bytes(b"hello")
+    before = datetime.now(timezone.utc)
+    assert cli("put", "k", "v.txt", "--ttl", "1d") == (0, "put: k (5 bytes)\n", "")
+    assert cli("put", "j", "v.txt", "--json", "--ttl", "90")[0] == 1  # not JSON: not stored
+    assert cli("put", "forever", "v.txt")[0] == 0
+    asyncio.run(_plant_expired(LocalFileAdapter(root), "demo_container"))
+
+    code, out, err = cli("info", "k")
+    assert (code, err) == (0, "")
+    line = next(line for line in out.splitlines() if line.startswith("expires:"))
+    shown = datetime.strptime(line.split(None, 1)[1], "%Y-%m-%d %H:%M:%S UTC")
+    expected = before + timedelta(days=1)
+    assert abs(shown.replace(tzinfo=timezone.utc) - expected) < timedelta(minutes=5)
+    assert "abdexpires" not in out
+    assert "expires:       -" in cli("info", "forever")[1]
+
+    assert cli("ls") == (0, "forever\nk\n", "")  # "old" has expired
+    code, out, _ = cli("ls", "-l")
+    rows = [line.split() for line in out.splitlines()]
+    assert [row[-1] for row in rows] == ["forever", "k"]
+    assert rows[0][5] == "-"
+    assert rows[1][5] == shown.strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, _, err = cli("get", "old")
+    assert code == 1 and one_line_error(err).endswith(
+        "no such key 'old' in container 'demo_container'"
+    )
+    code, _, err = cli("info", "old")
+    assert code == 1
+    code, _, err = cli("ls", "ol")
+    assert code == 1 and "no key starts with 'ol'" in one_line_error(err)
+
+    assert cli("sweep") == (0, "sweep: 1 expired value deleted\n", "")
+    assert cli("sweep", "k") == (0, "sweep: 0 expired values deleted\n", "")
+    assert sorted(p.name for p in (root / "demo_container").iterdir()) == ["forever", "k"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "soon", "inf", "nan", "1x", "", "h"])
+def test_put_refuses_a_bad_ttl(cli: Callable[..., tuple[int, str, str]], bad: str) -> None:
+    Path("v.txt").write_bytes(b"x")
+    code, out, err = cli("put", "k", "v.txt", f"--ttl={bad}")
+    assert (code, out) == (2, "")
+    assert "argument --ttl" in err
+    assert not Path("local_blob_storage").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("1.5h", 5400), ("30m", 1800), ("2D", 172800), ("0.25s", 0.25)],
+)
+def test_ttl_durations(text: str, seconds: float) -> None:
+    assert _duration(text) == seconds
+
+
+@pytest.mark.azure
+def test_azure_put_ttl_ls_and_sweep(
+    cli: Callable[..., tuple[int, str, str]],
+    azurite: Any,
+    azurite_conn_str: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    container = _container("ttl")
+    monkeypatch.setenv("AZURE_CONN_STR", azurite_conn_str)
+    monkeypatch.setenv("AZURE_CONTAINER", container)
+    assert cli("--azure", "put", "k", "-", "--ttl", "12h", stdin=b"v")[0] == 0
+    asyncio.run(_plant_expired(azurite.new_adapter(), container))
+    assert cli("--azure", "ls") == (0, "k\n", "")
+    code, out, _ = cli("--azure", "ls", "-l")
+    assert code == 0 and out.split()[5].endswith("Z")
+    assert cli("--azure", "info", "old")[0] == 1
+    assert cli("--azure", "sweep") == (0, "sweep: 1 expired value deleted\n", "")

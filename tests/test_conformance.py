@@ -457,6 +457,33 @@ class StreamReadsLive(StreamingReference):
             yield (blob.data if blob is not None else data)[pos : min(end, pos + 1000)]
 
 
+class MetadataReference(ReferenceAdapter):
+    """The reference adapter with the optional list_metadata of base.py."""
+
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        async for name in self.list_names(container, prefix, delimiter=delimiter):
+            info = None if name.endswith("/") else await self.head(container, name)
+            yield name, ({} if info is None else info.metadata)
+
+
+class MetadataListingDropsMetadata(MetadataReference):
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        async for name, _ in super().list_metadata(container, prefix, delimiter=delimiter):
+            yield name, {}
+
+
+class MetadataListingIgnoresDelimiter(MetadataReference):
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        async for entry in super().list_metadata(container, prefix):
+            yield entry
+
+
 async def failed_checks(make_adapter: Callable[[], Any], **options: Any) -> set[str]:
     try:
         await check_adapter(make_adapter, **options)
@@ -520,8 +547,14 @@ BROKEN.update(
         StreamKeepsWhatArrived: {"stream_failure_stores_nothing"},
         StreamIgnoresConditions: {"stream_conditions"},
         StreamReadsLive: {"stream_read_one_version"},
+        MetadataListingDropsMetadata: {"list_metadata_matches"},
+        MetadataListingIgnoresDelimiter: {"list_metadata_matches"},
     }
 )
+
+
+async def test_metadata_listing_reference_passes_every_check() -> None:
+    await check_adapter(MetadataReference, page_size=2)
 
 
 async def test_streaming_reference_passes_every_check() -> None:

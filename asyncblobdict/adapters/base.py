@@ -53,6 +53,11 @@ The contract, written once (``asyncblobdict.testing`` checks every rule of it):
     is cancelled, nothing is stored and no partial value or temp data is left visible; the
     stream's own exception propagates unchanged. The condition is checked when the value is
     committed (and may be checked earlier too).
+``list_metadata(container, prefix="", *, delimiter=None) -> AsyncIterator[(str, metadata)]``
+    *Optional (see* :class:`MetadataListingAdapter` *).* The names ``list_names`` yields, in
+    its order, each with its value's metadata (a mapping, lower-case names, empty for none;
+    a folder's, with a delimiter, is empty). The store lists through it to leave expired
+    values out; without it, the store asks ``head`` for every listed name.
 ``async container_exists(container) -> bool`` (optional)
     Whether the container exists, as cheaply as the backend can tell; callers that need it
     (the command line's ``ls``) fall back to listing when an adapter does not have it.
@@ -88,6 +93,7 @@ __all__ = [
     "Adapter",
     "BlobInfo",
     "Create",
+    "MetadataListingAdapter",
     "Overwrite",
     "Precondition",
     "StreamingAdapter",
@@ -132,7 +138,9 @@ class BlobInfo:
 
     ``etag`` and ``content_md5`` (the raw 16-byte MD5 digest of the content) may be None
     when the backend cannot tell them cheaply (in listings). ``metadata`` holds the names in
-    lower case.
+    lower case. ``expires`` is filled in by the store (``AsyncBlobStore.info``) for a value
+    written with a ``ttl``: its expiry time, aware UTC; adapters leave it None (they keep the
+    expiry in ``metadata`` as ``abdexpires``, see ``asyncblobdict.expiry``).
     """
 
     key: str
@@ -142,6 +150,7 @@ class BlobInfo:
     content_md5: bytes | None = None
     content_type: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+    expires: datetime | None = None
 
 
 MAX_METADATA_BYTES = 8 * 1024
@@ -272,6 +281,17 @@ class StreamingAdapter(Adapter, Protocol):
         size: int | None = None,
     ) -> str:
         """Store the chunks' bytes atomically under ``condition``; return the new ETag."""
+        ...
+
+
+@runtime_checkable
+class MetadataListingAdapter(Adapter, Protocol):
+    """An adapter that also lists names with their metadata (see the module docstring)."""
+
+    def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        """Yield ``(name, metadata)`` for the names ``list_names`` would yield, in its order."""
         ...
 
 

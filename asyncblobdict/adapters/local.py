@@ -246,6 +246,7 @@ _Names = list[str]
 _Batch = list[_T]
 _Entries = list[tuple[str, str, "os.stat_result | None"]]
 _DirEntries = list["os.DirEntry[str]"]
+_Listed = list[tuple[str, Mapping[str, str]]]
 
 
 @dataclass(slots=True)
@@ -936,6 +937,23 @@ class LocalFileAdapter:
             if done:
                 return
 
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        """The names ``list_names`` yields, each with its value's metadata from its record
+        (one open and ``fgetxattr`` per key, or a read of its sidecar); a folder's is empty.
+        A key deleted between the folder's scan and its record's read is left out."""
+        check_delimiter(delimiter)
+        self._check_container(container)
+        validate_prefix(prefix, container)
+        scan = self._scan_metadata(container, prefix, delimiter is not None)
+        while True:
+            batch, done = await self._io.run(self._take_names, scan, container)
+            for item in batch:
+                yield item
+            if done:
+                return
+
     async def container_exists(self, container: str) -> bool:
         """Whether the container's folder exists (an emptied container keeps its folder)."""
         self._check_container(container)
@@ -1541,10 +1559,10 @@ class LocalFileAdapter:
             _log.warning("list skips %s", exc)
             return None
 
-    def _take_names(self, scan: Iterator[_Names], container: str) -> tuple[_Names, bool]:
+    def _take_names(self, scan: Iterator[_Batch[_T]], container: str) -> tuple[_Batch[_T], bool]:
         """The next names (whole folders' runs, at least _NAMES_BATCH unless the scan ends),
         and whether the scan ended."""
-        batch: _Names = []
+        batch: _Batch[_T] = []
         try:
             for run in scan:
                 batch += run
@@ -1578,6 +1596,63 @@ class LocalFileAdapter:
                 )
                 run = i + 1
         yield names[run:]
+
+    def _scan_metadata(self, container: str, prefix: str, fold: bool) -> Iterator[_Listed]:
+        """``_scan_names`` with each key's metadata: one folder's run at a time."""
+        for run in self._scan_names(container, prefix, fold):
+            yield self._with_metadata(container, run)
+
+    def _with_metadata(self, container: str, run: _Names) -> _Listed:
+        """The names of one run (all in one folder) with their metadata."""
+        keys = [name for name in run if name[-1] != "/"]
+        if not keys:
+            return [(name, {}) for name in run]
+        parts = keys[0].split("/")[:-1]
+        cut = len("/".join(parts)) + 1 if parts else 0
+        fds = self._open_listed(container, parts)
+        if fds is None:
+            return [(name, {}) for name in run if name[-1] == "/"]
+        out: _Listed = []
+        try:
+            folder = fds[-1]
+            for name in run:
+                if name[-1] == "/":
+                    out.append((name, {}))
+                    continue
+                metadata = self._metadata_of(folder, name[cut:])
+                if metadata is not None:
+                    out.append((name, metadata))
+        finally:
+            _close_all(fds)
+        return out
+
+    def _metadata_of(self, folder: int, name: str) -> Mapping[str, str] | None:
+        """The metadata of the file ``name`` in ``folder``; None if it is gone (or is no
+        longer a file)."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # replaced by a symlink meanwhile: never followed
+                return None
+            raise
+        try:
+            if _HAS_XATTR:
+                try:
+                    raw = os.getxattr(fd, XATTR_NAME)
+                except OSError as exc:
+                    if exc.errno not in _XATTR_ABSENT:
+                        raise
+                else:
+                    return _record_metadata(raw)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            record = self._record(fd, folder, name, st, settle=False)
+            return record.metadata if record is not None else {}
+        finally:
+            os.close(fd)
 
     def _read_names(
         self, container: str, parts: _Names, base: str, prefix: str
@@ -1778,6 +1853,17 @@ class LocalFileAdapter:
             key=key,
             error_code=code,
         )
+
+
+def _record_metadata(raw: bytes) -> dict[str, str]:
+    """The metadata of a record (empty for none, or for bytes that are no record of ours);
+    most records have none, which the bytes tell without decoding them."""
+    if not raw.startswith(b"abd1 "):
+        return {}
+    if b"=" not in raw:
+        return {}
+    record = _Record.decode(raw)
+    return {} if record is None else record.metadata
 
 
 _LIST_BATCH = 512

@@ -165,6 +165,25 @@ class MemoryAdapter:
             async for name in fold_levels(names, prefix):
                 yield name
 
+    async def list_metadata(
+        self, container: str, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
+        """The names ``list_names`` yields, each with its metadata (a folder's is empty)."""
+        blobs = self._blobs(container)
+        names = self.list_names(container, prefix, delimiter=delimiter)
+        try:
+            async for name in names:
+                entry = blobs.get(name)
+                if name.endswith("/"):
+                    yield name, {}
+                elif entry is not None:  # deleted while we were yielding
+                    yield name, entry[1].metadata
+        finally:
+            # A caller that stops early closes this listing; close the one below it now too.
+            close = getattr(names, "aclose", None)
+            if close is not None:
+                await close()
+
     async def _names(self, container: str, prefix: str) -> AsyncIterator[str]:
         for key in sorted(k for k in self._blobs(container) if k.startswith(prefix)):
             yield key

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import traceback
@@ -23,7 +24,7 @@ from ..errors import (
     SerializationError,
     StorageError,
 )
-from .commands import cmd_demo, cmd_get, cmd_info, cmd_ls, cmd_put, cmd_rm
+from .commands import cmd_demo, cmd_get, cmd_info, cmd_ls, cmd_put, cmd_rm, cmd_sweep
 from .copy import CopyStats, copy_keys
 from .output import echo, err, human_bytes, no_such_container, no_such_key
 from .progress import Progress
@@ -77,6 +78,24 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``--ttl``: seconds, or a number with a unit: ``90``, ``1.5h``, ``30m``, ``7d``."""
+    unit = _UNITS.get(text[-1:].lower(), 0)
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (seconds, or a number ending in s, m, h or d)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a duration > 0, not {text!r}")
     return value
 
 
@@ -153,10 +172,12 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
         "-l",
         "--long",
         action="store_true",
-        help="size, last modified, ETag, content type, metadata, key",
+        help="size, last modified, ETag, content type, expiry, metadata, key",
     )
 
-    info = command("info", "size, last modified, ETag, content type, MD5 and metadata of KEY")
+    info = command(
+        "info", "size, last modified, expiry, ETag, content type, MD5 and metadata of KEY"
+    )
     info.add_argument("key", metavar="KEY")
 
     get = command("get", "print a value: JSON pretty-printed, other bytes as they are")
@@ -168,6 +189,15 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     put.add_argument("key", metavar="KEY")
     put.add_argument("file", metavar="FILE|-")
     put.add_argument("--json", action="store_true", help="check it is JSON and store it as JSON")
+    put.add_argument(
+        "--ttl",
+        type=_duration,
+        metavar="DURATION",
+        help="expire the value after DURATION (seconds, or 30m, 12h, 7d)",
+    )
+
+    sweep = command("sweep", "delete the expired values (of keys starting with PREFIX)")
+    sweep.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
 
     rm = command("rm", "delete keys")
     rm.add_argument("keys", nargs="+", metavar="KEY")
@@ -193,7 +223,7 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = ("demo", "ls", "info", "get", "put", "rm", "cp")
+_COMMANDS = ("demo", "ls", "info", "get", "put", "rm", "sweep", "cp")
 _VALUE_OPTIONS = ("--local", "--container", "--account-url", "--auth")  # before the command
 
 
@@ -287,7 +317,9 @@ async def _run(args: argparse.Namespace) -> int:
     if command == "get":
         return await cmd_get(spec, args.key, args.output, args.raw)
     if command == "put":
-        return await cmd_put(spec, args.key, args.file, args.json)
+        return await cmd_put(spec, args.key, args.file, args.json, args.ttl)
+    if command == "sweep":
+        return await cmd_sweep(spec, args.prefix)
     if command == "rm":
         return await cmd_rm(spec, args.keys, args.force)
     raise UsageError(f"unknown command {command!r}")  # pragma: no cover - argparse checks

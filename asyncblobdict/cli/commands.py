@@ -35,6 +35,7 @@ __all__ = [
     "cmd_demo",
     "cmd_get",
     "cmd_info",
+    "cmd_sweep",
     "cmd_ls",
     "cmd_put",
     "cmd_rm",
@@ -108,8 +109,16 @@ def _compact_metadata(metadata: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(metadata.items())), separators=(",", ":"))
 
 
+def _format_expiry(when: datetime | None) -> str:
+    """An expiry time as one word (``2026-11-30T09:00:00Z``), ``-`` for none."""
+    if when is None:
+        return "-"
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
     """Print the keys starting with ``prefix``, sorted; ``long`` adds what ``info`` shows.
+    Expired values are left out, as the store leaves them out.
 
     Nothing to list is an error (exit 1) when the container does not exist, or when a prefix
     was given and no key starts with it; an existing container without keys lists nothing.
@@ -117,7 +126,7 @@ async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
     async with store_of(spec) as store:
         validate_prefix(prefix, spec.container)
         adapter = store.adapter
-        keys = sorted([key async for key in adapter.list_names(spec.container, prefix)])
+        keys = await store.list_keys(prefix)
         if not keys:
             if not await container_exists(adapter, spec.container):
                 raise UserError(no_such_container(spec.container, spec.describe()))
@@ -132,9 +141,9 @@ async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
 
         async def details(key: str) -> BlobInfo | None:
             async with limit:
-                return await adapter.head(spec.container, key)
+                return await store.info(key)
 
-        # A key deleted since the listing is left out: it is no longer there to describe.
+        # A key deleted (or expired) since the listing is left out: it is no longer there.
         found = await asyncio.gather(*(details(key) for key in keys))
         infos = [info for info in found if info is not None]
     rows = [
@@ -143,7 +152,7 @@ async def cmd_ls(spec: StoreSpec, prefix: str, long: bool) -> int:
             _format_time(info.last_modified),
             info.etag or "-",
             info.content_type or "-",
-            # Expiry, once values can have one, becomes a column here (before the key).
+            _format_expiry(info.expires),
             _compact_metadata(info.metadata),
         ]
         for info in infos
@@ -162,7 +171,7 @@ def info_lines(info: BlobInfo) -> list[str]:
         ("key", info.key),
         ("size", _size_text(info.size)),
         ("last modified", f"{_format_time(info.last_modified)} UTC" if info.last_modified else "-"),
-        # Expiry goes here once values can have one: an "expires" row ("-" when none).
+        ("expires", f"{_format_time(info.expires)} UTC" if info.expires else "-"),
         ("etag", info.etag or "-"),
         ("content type", info.content_type or "-"),
         ("content md5", info.content_md5.hex() if info.content_md5 is not None else "-"),
@@ -315,9 +324,11 @@ def _json_bytes(data: bytes, source: str) -> bytes:
     return compact
 
 
-async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
+async def cmd_put(
+    spec: StoreSpec, key: str, source: str, as_json: bool, ttl: float | None = None
+) -> int:
     """Store a file's (or stdin's) bytes under ``key``, streaming; ``as_json`` reads them
-    whole and checks them first."""
+    whole and checks them first; ``ttl`` (seconds) makes the value expire."""
     validate_key(key, spec.container)
     label = "stdin" if source == "-" else source
     try:
@@ -349,14 +360,22 @@ async def cmd_put(spec: StoreSpec, key: str, source: str, as_json: bool) -> int:
             if as_json:
                 data = _json_bytes(b"".join([c async for c in chunks()]), label)
                 # As set_json would: JSON gets its content type, so info and others can tell.
-                await store.set_binary(key, data, content_type=JSON_CONTENT_TYPE)
+                await store.set_binary(key, data, content_type=JSON_CONTENT_TYPE, ttl=ttl)
                 moved = len(data)
             else:
-                await store.set_binary(key, chunks(), size=_regular_size(file, size))
+                await store.set_binary(key, chunks(), size=_regular_size(file, size), ttl=ttl)
     finally:
         if file is not sys.stdin.buffer:
             file.close()
     echo(f"put: {key} ({moved} bytes{', JSON' if as_json else ''})")
+    return 0
+
+
+async def cmd_sweep(spec: StoreSpec, prefix: str) -> int:
+    """Delete the expired values of keys starting with ``prefix``; say how many."""
+    async with store_of(spec) as store:
+        count = await store.sweep_expired(prefix)
+    echo(f"sweep: {count} expired value{'' if count == 1 else 's'} deleted")
     return 0
 
 

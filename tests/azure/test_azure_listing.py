@@ -322,3 +322,127 @@ async def test_an_unreadable_page_is_a_storage_error() -> None:
     assert info.value.request_id == "r1"
     with pytest.raises(StorageError, match="unreadable answer"):
         [n async for n in adapter.list_names("cc1")]
+
+
+# ------------------------------------------------- names with metadata (include=metadata)
+
+
+def tree_metadata(body: bytes) -> tuple[list[tuple[str, dict[str, str]]], str | None]:
+    root = ET.fromstring(body)
+    blobs = root.find("Blobs")
+    entries = []
+    for entry in blobs if blobs is not None else ():
+        if entry.tag not in ("Blob", "BlobPrefix") or (name := tree_name(entry)) is None:
+            continue
+        found = entry.find("Metadata") if entry.tag == "Blob" else None
+        metadata = {
+            item.tag.lower(): item.text or "" for item in (found if found is not None else ())
+        }
+        entries.append((name, metadata))
+    return entries, root.findtext("NextMarker") or None
+
+
+METADATA_NAMES = st.one_of(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+    st.sampled_from(["abdexpires", "abdtoken", "Name", "Blob", "Metadata", "Etag"]),
+)
+METADATA_VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
+
+
+@st.composite
+def metadata_element(draw: st.DrawFn) -> str:
+    form = draw(st.sampled_from(["items", "items", "items", "empty", "self-closing", "none"]))
+    if form == "none":
+        return ""
+    if form == "self-closing":
+        return draw(st.sampled_from(["<Metadata/>", "<Metadata />"]))
+    if form == "empty":
+        return "<Metadata></Metadata>"
+    items = []
+    for name, value in draw(st.lists(st.tuples(METADATA_NAMES, METADATA_VALUES), max_size=4)):
+        shape = draw(st.sampled_from(["text", "text", "text", "empty", "self-closing"]))
+        if shape == "self-closing":
+            items.append(f"<{name} />")
+        elif shape == "empty":
+            items.append(f"<{name}></{name}>")
+        else:
+            items.append(f"<{name}>{draw(escaped(value))}</{name}>")
+    if draw(st.booleans()) and not items:
+        items.append("<x-ms-invalid-name>bad-name</x-ms-invalid-name>")
+    return f"<Metadata>{''.join(items)}</Metadata>"
+
+
+@st.composite
+def blob_with_metadata(draw: st.DrawFn) -> str:
+    props = (
+        f"<Properties>{draw(field('Etag', st.from_regex(r'0x[0-9A-F]{15}', fullmatch=True)))}"
+        f"{draw(field('Content-Length', st.integers(0, 2**40).map(str)))}</Properties>"
+    )
+    properties = draw(st.sampled_from([props, "<Properties/>", ""]))
+    return f"<Blob>{draw(name_element())}{properties}{draw(metadata_element())}</Blob>"
+
+
+@st.composite
+def list_metadata_answer(draw: st.DrawFn) -> bytes:
+    entries = draw(
+        st.lists(
+            st.one_of(
+                blob_with_metadata(),
+                name_element().map(lambda n: f"<BlobPrefix>{n}</BlobPrefix>"),
+            ),
+            max_size=6,
+        )
+    )
+    marker = draw(
+        st.one_of(
+            st.sampled_from(["<NextMarker/>", ""]),
+            NAMES.flatmap(lambda m: escaped(m)).map(lambda m: f"<NextMarker>{m}</NextMarker>"),
+        )
+    )
+    sep = draw(st.sampled_from(["", "", "", "\n  "]))
+    blobs = f"<Blobs>{sep}{sep.join(entries)}{sep}</Blobs>" if entries else "<Blobs />"
+    text = (
+        '<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="c">'
+        f"<Prefix/><MaxResults>5000</MaxResults>{blobs}{marker}</EnumerationResults>"
+    )
+    return text.encode("utf-8")
+
+
+COMPACT_METADATA = (
+    b'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://h/a" '
+    b'ContainerName="c"><Prefix>s/</Prefix><Delimiter>/</Delimiter><MaxResults>2</MaxResults>'
+    b"<Blobs><Blob><Name>s/a&amp;b</Name><Properties><Etag>0x1</Etag>"
+    b"<Content-Length>3</Content-Length></Properties><Metadata>"
+    b"<abdexpires>1800000010.000</abdexpires><Owner>o&lt;ps</Owner>"
+    b"<abdtoken>0123456789abcdef</abdtoken></Metadata></Blob>"
+    b"<BlobPrefix><Name>s/sub/</Name></BlobPrefix>"
+    b"<Blob><Name>s/c</Name><Properties><Etag>0x2</Etag></Properties><Metadata /></Blob>"
+    b"</Blobs><NextMarker>2!x</NextMarker></EnumerationResults>"
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(list_metadata_answer(), list_blobs_answer()))
+@example(COMPACT_METADATA)
+def test_parse_blob_metadata_reads_what_elementtree_reads(body: bytes) -> None:
+    assert listing.parse_blob_metadata(body) == tree_metadata(body)
+
+
+def test_the_compact_metadata_form_is_read_by_the_scan_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_tree(body: bytes) -> Any:
+        raise AssertionError("fell back to ElementTree")
+
+    monkeypatch.setattr(listing, "_tree_blob_metadata", no_tree)
+    entries, marker = listing.parse_blob_metadata(COMPACT_METADATA)
+    assert entries == [
+        (
+            "s/a&b",
+            {"abdexpires": "1800000010.000", "owner": "o<ps", "abdtoken": "0123456789abcdef"},
+        ),
+        ("s/sub/", {}),
+        ("s/c", {}),
+    ]
+    assert marker == "2!x"
+    assert (entries, marker) == tree_metadata(COMPACT_METADATA)

@@ -1,0 +1,289 @@
+"""What leaving expired values out costs ``list_keys``: 10,000 keys, before and after expiry.
+
+Run by hand (not a test); it prints a Markdown table and writes the numbers as JSON::
+
+    python benchmarks/list_expiry.py                    # local, 9 rounds
+    python benchmarks/list_expiry.py --azurite          # and against a private Azurite
+
+Implementations (each one runs in a fresh subprocess; rounds interleave them):
+
+``after``   this checkout: ``list_keys`` reads every key's metadata (local: one open and
+            ``fgetxattr`` per key; Azure: List Blobs with ``include=metadata``) to leave
+            expired values out
+``before``  the tree at ``--before-rev`` (default 63d89bf, the last commit before expiry),
+            extracted with ``git archive``: ``list_keys`` is ``list_names``
+``floor``   a bare sorted ``os.scandir`` walk of the same folder (local only)
+
+Workloads: ``store.list_keys("l/")`` of 10,000 keys in one folder (a tenth of them written
+with a ``ttl`` far in the future, so none is left out and every record is parsed), and
+``adapter.list_names`` alone (names only: it must stay as fast as before, and at least
+half as fast as the bare walk). Each round runs every (workload, implementation) once, in
+its own process, and takes the median of that process's calls; the report gives ratios of
+the paired runs of one round, median [min-max] over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CONTAINER = "bench"
+KEYS = 10_000
+FAR = "4102444800.000"  # 2100-01-01: never expires during the run
+
+
+# ------------------------------------------------------------------ in the child process
+
+
+def floor_walk(base: str) -> list[str]:
+    out: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(base, rel) if rel else base) as it:
+            for e in it:
+                name = f"{rel}/{e.name}" if rel else e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(name)
+                elif not e.name.startswith("."):
+                    out.append(name)
+    out.sort()
+    return out
+
+
+async def timed(fn: Any, reps: int) -> list[float]:
+    """Seconds of each of ``reps`` calls of ``fn`` (after two untimed ones)."""
+    for _ in range(2):
+        await fn()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def child(spec: dict[str, Any]) -> dict[str, Any]:
+    impl, work, reps = spec["impl"], spec["work"], spec["reps"]
+    if impl == "floor":
+        walk = os.path.join(spec["root"], CONTAINER, "l")
+        return {"times": await timed(lambda: asyncio.to_thread(floor_walk, walk), reps)}
+    from asyncblobdict import AsyncBlobStore, LocalFileAdapter
+
+    adapter: Any
+    if spec.get("conn"):
+        from asyncblobdict import AzureBlobAdapter
+
+        adapter = AzureBlobAdapter.from_connection_string(spec["conn"])
+    else:
+        adapter = LocalFileAdapter(spec["root"])
+    store = AsyncBlobStore(adapter, CONTAINER)
+    if work == "list_keys":
+
+        async def listing() -> list[str]:
+            return await store.list_keys("l/")
+
+    else:
+
+        async def listing() -> list[str]:
+            return [n async for n in adapter.list_names(CONTAINER, "l/")]
+
+    assert len(await listing()) == KEYS
+    times = await timed(listing, reps)
+    await store.close()
+    return {"times": times}
+
+
+# ------------------------------------------------------------------ in the parent
+
+
+def extract(rev: str, into: Path) -> Path:
+    """The package as it was at ``rev`` (git archive), for the 'before' runs."""
+    tree = into / f"tree-{rev}"
+    tree.mkdir()
+    tar = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "asyncblobdict"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=tar, check=True)
+    return tree
+
+
+def populate(python: str, tree: Path, root: str | None, conn: str | None) -> None:
+    """The keys, written once by this checkout's adapter (records and metadata included)."""
+    code = f"""
+import asyncio
+from asyncblobdict import LocalFileAdapter
+async def main():
+    if {conn!r}:
+        from asyncblobdict import AzureBlobAdapter
+        a = AzureBlobAdapter.from_connection_string({conn!r})
+    else:
+        a = LocalFileAdapter({root!r}, durable=False)
+    sem = asyncio.Semaphore(32)
+    async def one(i):
+        async with sem:
+            meta = {{"abdexpires": {FAR!r}}} if i % 10 == 0 else None
+            await a.put({CONTAINER!r}, f"l/k{{i:05d}}", b"x" * 64,
+                        content_type="application/json", metadata=meta)
+    await asyncio.gather(*(one(i) for i in range({KEYS})))
+    await a.close()
+asyncio.run(main())
+"""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([python, "-c", code], env=env, check=True)
+
+
+def run_child(python: str, tree: Path | None, spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    out = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{spec}: {out.stderr[-3000:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def fs_type(path: str) -> str:
+    best, kind = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            _, mount, fstype, *_ = line.split()
+            if path.startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    return f"{kind} at {best}"
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--before-rev", default="63d89bf", help="git revision before expiry")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--reps", type=int, default=9, help="timed listings per process")
+    parser.add_argument("--azurite", action="store_true", help="also against Azurite")
+    parser.add_argument("--root", help="folder for the data (default: a temp folder)")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "list_expiry.json")
+    args = parser.parse_args()
+    if args.child:
+        json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+        return
+
+    python = sys.executable
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="abd-exp-", dir=args.root) as tmp:
+        root = os.path.join(tmp, "data")
+        before = extract(args.before_rev, Path(tmp))
+        populate(python, REPO, root, None)
+        # (backend, workload, implementation, tree)
+        plan: list[tuple[str, str, str, Path | None]] = [
+            ("local", "list_keys", "after", REPO),
+            ("local", "list_keys", "before", before),
+            ("local", "list_names", "after", REPO),
+            ("local", "list_names", "before", before),
+            ("local", "walk", "floor", None),
+        ]
+        azurite = None
+        if args.azurite:
+            from azurite import Azurite  # benchmarks/azurite.py
+
+            azurite = Azurite().start()
+            populate(python, REPO, None, azurite.connection_string)
+            plan += [
+                ("azurite", "list_keys", "after", REPO),
+                ("azurite", "list_keys", "before", before),
+            ]
+        try:
+            rounds: list[dict[str, float]] = []
+            for rnd in range(args.rounds):
+                got: dict[str, float] = {}
+                for backend, work, impl, tree in plan:
+                    spec = {
+                        "impl": impl,
+                        "work": work,
+                        "root": root,
+                        "reps": args.reps,
+                        "conn": azurite.connection_string
+                        if azurite is not None and backend == "azurite"
+                        else None,
+                    }
+                    times = run_child(python, tree, spec)["times"]
+                    got[f"{backend}/{work}/{impl}"] = statistics.median(times)
+                rounds.append(got)
+                load.append(os.getloadavg()[0])
+                print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            if azurite is not None:
+                azurite.stop()
+        machine = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "uname": " ".join(platform.uname()),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "filesystem": fs_type(os.path.realpath(root)),
+            "load_min_max": [min(load), max(load)],
+            "rounds": args.rounds,
+            "reps": args.reps,
+        }
+    ms = {name: spread([r[name] * 1e3 for r in rounds]) for name in rounds[0]}
+    pairs = {
+        "local list_keys after/before": ("local/list_keys/after", "local/list_keys/before"),
+        "local list_names after/before": ("local/list_names/after", "local/list_names/before"),
+        "local walk floor/list_names after": ("local/walk/floor", "local/list_names/after"),
+        "azurite list_keys after/before": ("azurite/list_keys/after", "azurite/list_keys/before"),
+    }
+    ratios = {
+        label: spread([r[a] / r[b] for r in rounds])
+        for label, (a, b) in pairs.items()
+        if a in rounds[0] and b in rounds[0]
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps({"machine": machine, "ms": ms, "ratios": ratios, "rounds": rounds}, indent=1)
+    )
+    print(report(machine, ms, ratios))
+
+
+def report(
+    machine: dict[str, Any], ms: dict[str, dict[str, float]], ratios: dict[str, dict[str, float]]
+) -> str:
+    lines = [
+        f"Measured {machine['date']} on `{machine['uname']}` ({machine['cpus']} CPUs, Python "
+        f"{machine['python']}, {machine['filesystem']}); {machine['rounds']} interleaved "
+        f"rounds, each implementation in a fresh process per round, median of "
+        f"{machine['reps']} listings per process; load average "
+        f"{machine['load_min_max'][0]:.2f}-{machine['load_min_max'][1]:.2f}.",
+        "",
+        "| listing of 10,000 keys | ms, median [min-max] over rounds |",
+        "|---|---|",
+    ]
+    for name, s in ms.items():
+        lines.append(f"| {name} | {s['median']:.1f} [{s['min']:.1f}-{s['max']:.1f}] |")
+    lines += ["", "| paired ratio (per round) | median [min-max] |", "|---|---|"]
+    for name, s in ratios.items():
+        lines.append(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
