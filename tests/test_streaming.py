@@ -519,6 +519,7 @@ async def main():
 asyncio.run(main())
 """
 
+
 @pytest.mark.azure
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's /proc")
 @pytest.mark.parametrize(
