@@ -1514,6 +1514,11 @@ class AsyncBlobStore:
     def _key(self, key: str) -> str:
         """The key as stored: checked (before any I/O), and normalised if the store says so."""
         self._check_open()
+        # A key the table holds was checked (and is in normal form) when it entered: a cache
+        # hit then costs a dict lookup, not the key rules again. (Exactly str: a subclass
+        # may hash or compare as it likes.)
+        if type(key) is str and self._table.peek(key) is not None:
+            return key
         validate_key(key, self.container_name)
         if self._normal_form is not None:
             return self._normalize(self._normal_form, key)

@@ -274,3 +274,34 @@ async def test_iter_keys_stopped_early_closes_the_adapter_listing() -> None:
         async for _ in names:
             break
     assert closed
+
+
+async def test_a_cache_hit_does_not_check_a_known_key_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncblobdict.store as store_module
+
+    checked: list[str] = []
+    real = store_module.validate_key
+
+    def counted(key: object, container: str | None = None) -> str:
+        checked.append(str(key))
+        return real(key, container)
+
+    monkeypatch.setattr(store_module, "validate_key", counted)
+    async with AsyncBlobStore(MemoryAdapter(), "c", cache_mode=CacheMode.WRITE_THROUGH) as store:
+        await store.set_json("a/b", 1)
+        checked.clear()
+        for _ in range(5):
+            assert await store.get_json("a/b") == 1
+        assert checked == []  # the table holds it: it was checked when it entered
+
+        class Key(str):
+            pass
+
+        assert await store.get_json(Key("a/b")) == 1
+        assert checked == ["a/b"]  # not exactly str: checked as any new key
+        with pytest.raises(InvalidKeyError):
+            await store.get_json("a/../b")
+        with pytest.raises(InvalidKeyError):
+            await store.get_json("a//b")
