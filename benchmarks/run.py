@@ -111,6 +111,8 @@ def run_worker(python: str, spec: dict[str, Any], timeout: float = 600) -> dict[
 LOCAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours": ("ours", {"durable": True}),
     "ours_nondurable": ("ours", {"durable": False}),
+    # adapter.list_names: names only (store.list_keys also reads each value's expiry)
+    "ours_names": ("ours", {"durable": True, "names_only": True}),
     "original": ("original", {}),
     "floor_sync": ("floor", {"durable": True, "hop": False}),
     "floor_async": ("floor", {"durable": True, "hop": True}),
@@ -158,7 +160,7 @@ def local_workloads(quick: bool) -> dict[str, tuple[dict[str, Any], list[str]]]:
                 "prefix": "list",
                 "populate": LIST_KEYS,
             },
-            ["ours", "floor_sync"],
+            ["ours_names", "ours", "floor_sync"],
         ),
     }
 

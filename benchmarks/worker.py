@@ -87,6 +87,7 @@ class OursClient(Client):
     def __init__(self, spec: dict[str, Any], cache: str) -> None:
         from asyncblobdict import AsyncBlobStore, CacheMode
 
+        self.names_only = bool(spec.get("names_only"))
         if spec["backend"] == "local":
             from asyncblobdict import LocalFileAdapter
 
@@ -104,6 +105,9 @@ class OursClient(Client):
         self.set_binary, self.get_binary = s.set_binary, s.get_binary  # type: ignore[method-assign]
 
     async def list_keys(self, prefix: str) -> list[str]:
+        if self.names_only:  # the adapter's names-only listing
+            store = self.store
+            return [n async for n in store.adapter.list_names(store.container_name, prefix)]
         return await self.store.list_keys(prefix)
 
     async def close(self) -> None:
