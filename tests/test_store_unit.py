@@ -279,16 +279,15 @@ async def test_iter_keys_stopped_early_closes_the_adapter_listing() -> None:
 async def test_a_cache_hit_does_not_check_a_known_key_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asyncblobdict.store as store_module
+    from asyncblobdict.keys import validate_key as real
 
     checked: list[str] = []
-    real = store_module.validate_key
 
     def counted(key: object, container: str | None = None) -> str:
         checked.append(str(key))
         return real(key, container)
 
-    monkeypatch.setattr(store_module, "validate_key", counted)
+    monkeypatch.setattr("asyncblobdict.store.validate_key", counted)
     async with AsyncBlobStore(MemoryAdapter(), "c", cache_mode=CacheMode.WRITE_THROUGH) as store:
         await store.set_json("a/b", 1)
         checked.clear()
