@@ -456,3 +456,18 @@ def test_filesystem_of_reads_the_mount_table(tmp_path: Path) -> None:
     kind, nested = _fastread.filesystem_of(str(tmp_path))
     assert kind and not nested
     assert _fastread._unescape("a\\040b\\134c") == "a b\\c"
+
+
+def test_the_probe_imports_where_os_has_no_uname() -> None:
+    # As on Windows: the local adapter must import (its constructor then says what is not
+    # supported), and there is no openat2.
+    from tests.checkout import run_python
+
+    out = run_python(
+        "import os\n"
+        "del os.uname\n"
+        "from asyncblobdict.adapters import _fastread\n"
+        "print(_fastread.OPENAT2, _fastread.OPENAT2_CACHED)\n",
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "False"]

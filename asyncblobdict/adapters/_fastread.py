@@ -42,7 +42,9 @@ NOWAIT_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", 
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
 _HOW_SIZE = 24  # sizeof(struct open_how)
-_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}.get(os.uname().machine)
+# os.uname is POSIX only: elsewhere there is no openat2, and importing this must not fail.
+_MACHINE = os.uname().machine if hasattr(os, "uname") else ""
+_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}.get(_MACHINE)
 
 
 class _OpenHow(ctypes.Structure):
