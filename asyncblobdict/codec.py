@@ -17,7 +17,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import Path, PurePath
@@ -421,42 +421,37 @@ def _is_plain(v: Any, depth: int) -> bool:
     Scalars inside containers are checked inline: a call per item would cost most of the gain.
     """
     t = type(v)
+    items: Iterable[Any]
     if t is dict:
         if depth <= 0 or TYPE_MARKER in v or _LEGACY_MARKER in v:
             return False
-        depth -= 1
-        for k, item in v.items():
+        for k in v:
             if type(k) is not str:
                 return False
-            t = type(item)
-            if t is str or t is bool or item is None:
-                continue
-            if t is int:
-                if item.bit_length() > _MAX_PLAIN_INT_BITS:
-                    return False
-            elif t is float:
-                if item - item != 0.0:  # NaN or ±inf
-                    return False
-            elif not _is_plain(item, depth):
-                return False
-        return True
-    if t is list:
+        items = v.values()
+    elif t is list:
         if depth <= 0:
             return False
-        depth -= 1
-        for item in v:
-            t = type(item)
-            if t is str or t is bool or item is None:
-                continue
-            if t is int:
-                if item.bit_length() > _MAX_PLAIN_INT_BITS:
-                    return False
-            elif t is float:
-                if item - item != 0.0:
-                    return False
-            elif not _is_plain(item, depth):
+        items = v
+    else:
+        return _is_plain_scalar(v, t)
+    depth -= 1
+    for item in items:
+        t = type(item)
+        if t is str or t is bool or item is None:
+            continue
+        if t is int:
+            if item.bit_length() > _MAX_PLAIN_INT_BITS:
                 return False
-        return True
+        elif t is float:
+            if item - item != 0.0:  # NaN or ±inf
+                return False
+        elif not _is_plain(item, depth):
+            return False
+    return True
+
+
+def _is_plain_scalar(v: Any, t: type) -> bool:
     if t is str or t is bool or v is None:
         return True
     if t is int:
