@@ -1177,6 +1177,53 @@ async def test_a_record_too_big_for_an_extended_attribute_goes_to_a_sidecar(
     await a.close()
 
 
+async def test_a_replaced_version_s_sidecar_is_looked_for_only_if_its_mark_says_it_has_one(
+    meta_adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The mark's second bit says where the record went, so a replace (or delete) of a value
+    # whose record is in its attribute makes no unlink of a sidecar that is not there.
+    a = meta_adapter
+    in_sidecar = a.metadata_store == "sidecar"
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        unlinked.append(os.fsdecode(path))
+        real_unlink(path, *args, **kwargs)
+
+    await a.put("c", "k", b"v0", metadata={"n": "0"})
+    monkeypatch.setattr(os, "unlink", unlink)
+    for i in range(1, 4):
+        before = (a.root / "c" / "k").stat().st_mtime_ns
+        assert before & 3 == (0b11 if in_sidecar else 0b01)
+        await a.put("c", "k", f"v{i}".encode(), metadata={"n": str(i)})
+    await a.delete("c", "k")
+    tried = [n for n in unlinked if ".abd-meta-" in n]
+    # Each replaced version's sidecar, and the deleted one's; none where there is none.
+    assert len(tried) == (4 if in_sidecar else 0), tried
+    assert sidecars(a.root) == []
+
+
+async def test_a_record_refused_by_the_attribute_is_marked_for_its_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first write on a filesystem without attributes finds out only when setxattr fails:
+    # its file is marked again, so that replacing it removes its sidecar (no orphan).
+    def unsupported(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", unsupported)
+    a = LocalFileAdapter(tmp_path)
+    await a.put("c", "k", b"v0", metadata={"n": "0"})
+    assert (tmp_path / "c" / "k").stat().st_mtime_ns & 3 == 0b11
+    assert where_records_are(a, "k") == "sidecar"
+    await a.put("c", "k", b"v1", metadata={"n": "1"})
+    assert len(sidecars(tmp_path)) == 1 and where_records_are(a, "k") == "sidecar"
+    await a.delete("c", "k")
+    assert sidecars(tmp_path) == []
+    await a.close()
+
+
 async def test_a_filesystem_without_extended_attributes_is_probed_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

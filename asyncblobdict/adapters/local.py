@@ -146,6 +146,8 @@ XATTR_NAME = "user.asyncblobdict"
 """The extended attribute holding a value's record."""
 MTIME_MARK_NS = 20_000_000
 """How far in the past a write sets its file's mtime (more than any kernel clock tick)."""
+_IN_ATTRIBUTE = 0b01
+_IN_SIDECAR = 0b11
 SMALL_VALUE_BYTES = 4096
 """Values up to this size are hashed on every read instead of trusting their record."""
 
@@ -380,6 +382,19 @@ def _meta_name(name: str, ino: int, mtime_ns: int) -> str:
 def _meta_identity(sidecar: str) -> tuple[str, int, int]:
     """(short name, inode, mtime_ns) of the version a sidecar name belongs to."""
     return sidecar[1:-_META_TAIL], int(sidecar[-33:-17], 16), int(sidecar[-16:], 16)
+
+
+def _mark(now_ns: int, in_sidecar: bool) -> int:
+    """The mtime a write at ``now_ns`` gives its file (see docs/local.md, "ETags"): odd, and
+    its second bit says where the record went (0: the file's attribute, 1: a sidecar)."""
+    return ((now_ns - MTIME_MARK_NS) & ~3) | (_IN_SIDECAR if in_sidecar else _IN_ATTRIBUTE)
+
+
+def _record_in_attribute(st: os.stat_result) -> bool:
+    """Whether this version still has the mark of a write whose record is in the attribute:
+    replacing it leaves no sidecar to remove. (Versions written before marks said so, and
+    rewritten ones, may be wrong here: their sidecar then stays, an orphan ``list`` removes.)"""
+    return st.st_mtime_ns & 3 == _IN_ATTRIBUTE
 
 
 def _may_have_sidecar(st: os.stat_result) -> bool:
@@ -1287,14 +1302,19 @@ class LocalFileAdapter:
             # The mark: an mtime in the past of the kernel's coarse clock, so that any
             # later write into this file moves it (see docs/local.md, "ETags").
             now = time.time_ns()
-            mark = (now - MTIME_MARK_NS) | 1
-            os.utime(tfd, ns=(mark, mark))
-            # What the filesystem kept: the mark, or (without nanoseconds) the mark
-            # rounded to an even number, which names the sidecar but proves nothing.
-            st = os.fstat(tfd)
-            kept = st.st_mtime_ns
-            raw = _Record(md5, size, kept, now, content_type, metadata).encode()
-            if not self._set_record(tfd, raw):
+            in_sidecar = not self._xattrs
+            while True:
+                mark = _mark(now, in_sidecar)
+                os.utime(tfd, ns=(mark, mark))
+                # What the filesystem kept: the mark, or (without nanoseconds) the mark
+                # rounded to an even number, which names the sidecar but proves nothing.
+                st = os.fstat(tfd)
+                kept = st.st_mtime_ns
+                raw = _Record(md5, size, kept, now, content_type, metadata).encode()
+                if in_sidecar or self._set_record(tfd, raw):
+                    break
+                in_sidecar = True  # refused: mark the file again, for its sidecar
+            if in_sidecar:
                 tw.sidecar = _meta_name(name, st.st_ino, kept)
                 self._write_sidecar(folder, tw.sidecar, raw)
             if self.durable:
@@ -1364,7 +1384,7 @@ class LocalFileAdapter:
 
     def _drop_sidecar(self, folder: int, name: str, old: os.stat_result) -> None:
         """Remove the sidecar of a version just replaced or deleted, if it had one."""
-        if not stat.S_ISREG(old.st_mode) or not _may_have_sidecar(old):
+        if not stat.S_ISREG(old.st_mode) or not _may_have_sidecar(old) or _record_in_attribute(old):
             return
         sidecar = _meta_name(name, old.st_ino, old.st_mtime_ns)
         try:
