@@ -1,4 +1,4 @@
-"""Bounded concurrency that never leaves a task behind."""
+"""Bounded concurrency that never leaves a task (or an open iterator) behind."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["bounded_in_order", "gather_bounded"]
+__all__ = ["bounded_in_order", "close_iterator", "gather_bounded"]
 
 T = TypeVar("T")
+
+
+async def close_iterator(iterator: AsyncIterator[Any]) -> None:
+    """Close an async iterator now (its caller stops early), not when it is collected."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

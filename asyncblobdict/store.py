@@ -1,56 +1,46 @@
-"""AsyncBlobStore: JSON and binary values by key over any adapter, with caching and ETags."""
+"""AsyncBlobStore: JSON and binary values by key over any adapter, with caching and ETags.
+
+The class holds the API and the reads and writes of one key; streams, listings, batches,
+``update_json``, the expiry sweep and ``sync`` are in modules its methods delegate to.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import functools
-import inspect
-import io
 import logging
 import os
-import random
 import time
 import warnings
 import weakref
-from collections import Counter
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Iterable,
     Mapping,
 )
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-from . import codec
-from ._tasks import gather_bounded
+from . import _batches, _listing, _streaming, _sweep, _update, _write_back, codec
+from ._options import _NO_DEFAULT, JSON_CONTENT_TYPE, _Extra, _extra, _with_expiry
+from ._streaming import Chunks, MiB, Progress
+from ._write_back import EtagBehavior
 from .adapters.base import (
     CREATE,
     OVERWRITE,
     Adapter,
     BlobInfo,
-    Create,
-    MetadataListingAdapter,
     Precondition,
-    StreamingAdapter,
     Update,
-    check_delimiter,
     check_range,
-    range_end,
-    validate_content_type,
-    validate_metadata,
 )
 from .cache import ABSENT, KeyState, KeyTable
 from .errors import (
     AsyncBlobDictError,
-    BatchError,
     BlobNotFoundError,
     ConcurrencyError,
     SerializationError,
@@ -59,11 +49,9 @@ from .errors import (
 from .expiry import (
     EXPIRES_METADATA,
     Ttl,
-    check_user_metadata,
     expires_at,
     expiry_datetime,
     expiry_of,
-    format_expiry,
 )
 from .keys import validate_key, validate_prefix
 from .modes import CacheMode, ConcurrencyMode, SyncResult
@@ -72,13 +60,7 @@ __all__ = ["AsyncBlobStore"]
 
 logger = logging.getLogger("asyncblobdict")
 
-EtagBehavior = Literal["skip", "overwrite", "raise"]
-_ETAG_BEHAVIORS: Final = ("skip", "overwrite", "raise")
-
-
-_NO_DEFAULT: Final = object()
 _T = TypeVar("_T")
-JSON_CONTENT_TYPE: Final = "application/json"
 
 
 def _warn_unsynced(table: KeyTable, container: str) -> None:
@@ -93,26 +75,6 @@ def _warn_unsynced(table: KeyTable, container: str) -> None:
         logger.warning("%s", message)
 
 
-_Extra = tuple["str | None", "dict[str, str] | None"]
-"""Content type and metadata of a write."""
-
-
-def _extra(content_type: str | None, metadata: Mapping[str, str] | None) -> _Extra:
-    """Check a write's content type and metadata before any I/O."""
-    names = validate_metadata(metadata)
-    check_user_metadata(names)
-    return validate_content_type(content_type), names or None
-
-
-def _with_expiry(extra: _Extra, expires: float | None) -> _Extra:
-    """``extra`` with its expiry replaced by ``expires`` (None: no expiry)."""
-    content_type, metadata = extra
-    names = {k: v for k, v in (metadata or {}).items() if k != EXPIRES_METADATA}
-    if expires is not None:
-        names[EXPIRES_METADATA] = format_expiry(expires)
-    return content_type, names or None
-
-
 def _public_info(info: BlobInfo) -> BlobInfo:
     """``info`` as the store shows it: the expiry as ``expires``, not as metadata."""
     if EXPIRES_METADATA not in info.metadata:
@@ -122,127 +84,8 @@ def _public_info(info: BlobInfo) -> BlobInfo:
     return dataclasses.replace(info, metadata=metadata, expires=expires)
 
 
-class _Turn:
-    """One operation's place on one key, reserved at once and held until it ends."""
-
-    __slots__ = ("held", "key", "over", "state", "table", "waiter")
-
-    def __init__(
-        self, table: KeyTable, key: str, state: KeyState, waiter: asyncio.Future[None] | None
-    ) -> None:
-        self.table, self.key, self.state, self.waiter = table, key, state, waiter
-        self.held = waiter is None
-        self.over = False
-
-    async def hold(self) -> KeyState:
-        """Wait until the key is ours (at once if it already is)."""
-        if not self.held:
-            try:
-                await self.table.wait_turn(self.key, self.state, self.waiter)
-            except BaseException:
-                self.over = True  # wait_turn gave the place up
-                raise
-            self.held = True
-        return self.state
-
-    def handed_over(self) -> None:
-        """A running write now owns the key and releases it when it ends."""
-        self.over = True
-
-    def end(self) -> None:
-        """Release the key, or give up the place if it was never used; twice is fine."""
-        if self.over:
-            return
-        self.over = True
-        if self.held:
-            self.table.release(self.key, self.state)
-        else:
-            self.table.abandon(self.key, self.state, self.waiter)
-
-
-async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
-    """Close an adapter's listing now (a caller that stops early), not when it is collected."""
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
-def _level(name: str, prefix: str) -> str:
-    """The name as a one-level listing below ``prefix`` shows it (a key, or its folder)."""
-    cut = name.find("/", len(prefix))
-    return name if cut < 0 else name[: cut + 1]
-
-
-def _ancestors(key: str) -> list[str]:
-    """``"a/b/c"`` -> ``["a", "a/b"]``: the keys a local folder of this key would clash with."""
-    parts = key.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-Progress = Callable[[int, "int | None"], object]
-"""``progress(done_bytes, total_bytes_or_None)`` of a streaming call."""
-
-_Chunk: TypeAlias = "bytes | bytearray | memoryview"
-Chunks: TypeAlias = "AsyncIterable[_Chunk] | Iterable[_Chunk]"
-"""A stream of bytes-like chunks, as ``set_binary`` accepts it."""
-
-MiB: Final = 1024 * 1024
 CACHE_VALUE_MAX_BYTES: Final = 8 * MiB
 """Values larger than this are never cached in memory (see ``cache_value_max_bytes``)."""
-STREAM_CHUNK: Final = MiB
-"""Default chunk size of ``iter_binary`` when the adapter does not choose one."""
-FILE_CHUNK: Final = 4 * MiB
-"""How much ``set_file`` reads from the file at a time."""
-PROGRESS_INTERVAL: Final = 0.1
-"""Seconds between two calls of a progress callback, at least."""
-_clock = time.monotonic  # a seam for tests of the progress rate
-
-
-class _Progress:
-    """Calls ``progress(done, total)`` at most every PROGRESS_INTERVAL, and once at the end."""
-
-    __slots__ = ("_fn", "_last", "done", "total")
-
-    def __init__(self, fn: Progress | None, total: int | None) -> None:
-        self._fn = fn
-        self.total = total
-        self.done = 0
-        self._last: float | None = None
-
-    def add(self, count: int) -> None:
-        self.done += count
-        if self._fn is None:
-            return
-        now = _clock()
-        if self._last is None or now - self._last >= PROGRESS_INTERVAL:
-            self._last = now
-            self._fn(self.done, self.total)
-
-    def end(self) -> None:
-        """The final count, unless the last call already showed it."""
-        if self._fn is None:
-            return
-        now = _clock()
-        if self._last is not None and now - self._last < PROGRESS_INTERVAL:
-            # Rate first: wait is not an option here, so the end is shown only if allowed.
-            return
-        self._last = now
-        self._fn(self.done, self.total)
-
-
-async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
-    """Run a short blocking call in a thread; if cancelled, let it end before raising, so
-    the caller's cleanup (closing the file it uses) never races it."""
-    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
-def _is_chunk(chunk: object) -> bool:
-    return isinstance(chunk, (bytes, bytearray, memoryview))
 
 
 class AsyncBlobStore:
@@ -381,7 +224,7 @@ class AsyncBlobStore:
             ]
         )
 
-    async def iter_binary(
+    def iter_binary(
         self,
         key: str,
         *,
@@ -399,64 +242,7 @@ class AsyncBlobStore:
         read for ETAG mode; a range does not. Close the iterator (``aclose``, or leave an
         ``async for``) when stopping early.
         """
-        key = self._key(key)
-        check_range(offset, length)
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        whole = offset == 0 and length is None
-        data = self._hit(key)
-        chunks: AsyncIterator[bytes]
-        if data is not None:
-            total = range_end(len(data), offset, length) - min(offset, len(data))
-            chunks = _slices(data, offset, range_end(len(data), offset, length))
-        else:
-            table = self._table
-            state = await table.acquire(key)
-            try:
-                data = self._hit(key, held=True)
-                if data is not None:
-                    end = range_end(len(data), offset, length)
-                    total = max(0, end - offset)
-                    chunks = _slices(data, offset, end)
-                else:
-                    try:
-                        info, chunks = await self._open_read(key, offset, length)
-                    except BlobNotFoundError:
-                        if self._etags and whole:
-                            table.set_etag(state, ABSENT)
-                        raise
-                    if self._etags and whole:
-                        table.set_etag(state, info.etag)
-                    if self._expired(expiry_of(info.metadata)):
-                        await _close_iterator(chunks)
-                        raise self._expired_error(key)
-                    total = max(0, range_end(info.size, offset, length) - offset)
-            finally:
-                table.release(key, state)
-        report = _Progress(progress, total)
-        try:
-            async for chunk in chunks:
-                if chunk_size is None or len(chunk) <= chunk_size:
-                    report.add(len(chunk))
-                    yield chunk
-                    continue
-                view = memoryview(chunk)
-                for pos in range(0, len(chunk), chunk_size):
-                    piece = bytes(view[pos : pos + chunk_size])
-                    report.add(len(piece))
-                    yield piece
-            report.end()
-        finally:
-            await _close_iterator(chunks)
-
-    async def _open_read(
-        self, key: str, offset: int, length: int | None
-    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-        adapter = self.adapter
-        if isinstance(adapter, StreamingAdapter):
-            return await adapter.open_read(self.container_name, key, offset=offset, length=length)
-        data, info = await adapter.get(self.container_name, key)  # not streaming: whole
-        return info, _slices(data, offset, range_end(len(data), offset, length))
+        return _streaming.iter_binary(self, key, offset, length, chunk_size, progress)
 
     async def get_file(
         self, key: str, path: str | os.PathLike[str], *, progress: Progress | None = None
@@ -467,32 +253,7 @@ class AsyncBlobStore:
         ``path`` holds its old content or the whole value, never a part. On any failure or
         cancellation the temp file is removed and ``path`` is untouched.
         """
-        target = Path(os.fspath(path))
-        tmp = target.with_name(f".{target.name}.abd-part-{os.urandom(6).hex()}")
-        chunks = self.iter_binary(key, progress=progress)
-        fd: int | None = None
-        try:
-            fd = await _in_thread(
-                os.open, str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
-            )
-            async for chunk in chunks:
-                await _in_thread(_write_all, fd, chunk)
-            await _in_thread(os.fsync, fd)
-            os.close(fd)
-            fd = None
-            await _in_thread(os.replace, tmp, target)
-        except OSError as exc:
-            raise StorageError(
-                f"get_file could not write {str(target)!r}: {exc.strerror or exc}",
-                container=self.container_name,
-                key=key,
-            ) from None
-        finally:
-            await _close_iterator(chunks)
-            if fd is not None:
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        await _streaming.get_file(self, key, path, progress)
 
     async def set_file(
         self,
@@ -510,43 +271,7 @@ class AsyncBlobStore:
         Atomic like :meth:`set_binary`: readers see the old value or the whole file. A file
         whose size changes while it is read raises StorageError and stores nothing.
         """
-        source = os.fspath(path)
-        try:
-            fd = await _in_thread(os.open, source, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StorageError(
-                f"set_file could not open {source!r}: {exc.strerror or exc}",
-                container=self.container_name,
-                key=key,
-            ) from None
-        try:
-            size = os.fstat(fd).st_size
-
-            reader = io.FileIO(fd, "rb", closefd=False)
-
-            async def chunks() -> AsyncIterator[bytearray]:
-                while True:
-                    # Allocated here, filled in the thread: a buffer malloc'ed by a worker
-                    # thread comes from that thread's arena, and a few threads' arenas
-                    # each keeping freed chunks cost tens of MiB of RSS.
-                    chunk = bytearray(FILE_CHUNK)
-                    n = await _in_thread(reader.readinto, chunk)
-                    if not n:
-                        return
-                    del chunk[n:]
-                    yield chunk
-
-            await self.set_binary(
-                key,
-                chunks(),
-                content_type=content_type,
-                metadata=metadata,
-                size=size,
-                progress=progress,
-                ttl=ttl,
-            )
-        finally:
-            os.close(fd)
+        await _streaming.set_file(self, key, path, content_type, metadata, progress, ttl)
 
     async def exists(self, key: str) -> bool:
         """Return whether ``key`` exists (pending write-back changes count).
@@ -579,7 +304,7 @@ class AsyncBlobStore:
         """
         return sorted([key async for key in self.iter_keys(prefix, delimiter=delimiter)])
 
-    async def iter_keys(
+    def iter_keys(
         self, prefix: str = "", *, delimiter: str | None = None
     ) -> AsyncGenerator[str, None]:
         """Yield every key starting with ``prefix`` in the adapter's order, without a list.
@@ -590,40 +315,7 @@ class AsyncBlobStore:
         unless there are pending changes below ``prefix``; :meth:`sweep_expired` removes
         expired values for good).
         """
-        prefix = self._prefix(prefix)
-        check_delimiter(delimiter)
-        pending = {
-            key: state.data is not None and not self._expired(state.expires)
-            for key, state in self._table.pending_items()
-            if key.startswith(prefix)
-        }
-        if not pending:
-            names = self._live_names(prefix, delimiter)
-            try:
-                async for name in names:
-                    yield name
-            finally:
-                await _close_iterator(names)
-            return
-        # Pending changes below the prefix: list every key and fold the levels here, so a
-        # folder whose keys are all deleted (pending) is left out too.
-        shown: set[str] = set()
-        names = self._live_names(prefix, None)
-        try:
-            async for name in names:
-                if pending.pop(name, True):
-                    entry = _level(name, prefix) if delimiter else name
-                    if entry not in shown:
-                        shown.add(entry)
-                        yield entry
-        finally:
-            await _close_iterator(names)
-        for key in sorted(pending):
-            if pending[key]:
-                entry = _level(key, prefix) if delimiter else key
-                if entry not in shown:
-                    shown.add(entry)
-                    yield entry
+        return _listing.iter_keys(self, prefix, delimiter)
 
     def _prefix(self, prefix: str) -> str:
         """A listing's prefix, checked (and normalised if the store says so)."""
@@ -632,42 +324,6 @@ class AsyncBlobStore:
         if self._normal_form is not None:
             prefix = self._normalize(self._normal_form, prefix)
         return prefix
-
-    async def _live_names(self, prefix: str, delimiter: str | None) -> AsyncIterator[str]:
-        """The adapter's names below ``prefix`` without the expired values."""
-        entries = self._listed_metadata(prefix, delimiter)
-        try:
-            async for name, metadata in entries:
-                if EXPIRES_METADATA not in metadata or not self._expired(expiry_of(metadata)):
-                    yield name
-        finally:
-            await _close_iterator(entries)
-
-    async def _listed_metadata(
-        self, prefix: str, delimiter: str | None
-    ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
-        """``(name, metadata)`` of every listed name, from the adapter's ``list_metadata``;
-        an adapter without it is asked ``head`` for each key (a folder's metadata is empty)."""
-        adapter = self.adapter
-        if isinstance(adapter, MetadataListingAdapter):
-            entries = adapter.list_metadata(self.container_name, prefix, delimiter=delimiter)
-            try:
-                async for entry in entries:
-                    yield entry
-            finally:
-                await _close_iterator(entries)
-            return
-        names = adapter.list_names(self.container_name, prefix, delimiter=delimiter)
-        try:
-            async for name in names:
-                if name.endswith("/"):
-                    yield name, {}
-                    continue
-                info = await adapter.head(self.container_name, name)
-                if info is not None:  # deleted since it was listed
-                    yield name, info.metadata
-        finally:
-            await _close_iterator(names)
 
     async def info(self, key: str) -> BlobInfo | None:
         """Size, ETag, content type and metadata of ``key`` without reading it; None if missing.
@@ -860,93 +516,7 @@ class AsyncBlobStore:
         progress: Progress | None,
     ) -> None:
         """Stream ``data`` to storage under the key's lock and the store's condition."""
-        report = _Progress(progress, size)
-        chunks = self._checked_chunks(key, data, report)
-        table = self._table
-        state = await table.acquire(key)
-        try:
-            try:
-                etag = await self._put_stream(key, chunks, self._condition(state), extra, size)
-            except BaseException:
-                if not state.pending:  # what storage holds is not known here any more
-                    table.set_data(state, None)
-                raise
-            report.end()
-            if self._etags:
-                table.set_etag(state, etag)
-            if state.pending:  # superseded by the value just stored
-                table.mark_stored(key, state, state.version)
-            table.set_data(state, None)
-        finally:
-            await _close_iterator(chunks)
-            table.release(key, state)
-
-    async def _checked_chunks(
-        self, key: str, data: Chunks, report: _Progress
-    ) -> AsyncIterator[bytes | bytearray | memoryview]:
-        """The caller's chunks, each checked to be bytes-like, counted for ``progress``."""
-        source: AsyncIterator[Any] | None = None
-        if isinstance(data, AsyncIterable):
-            source = aiter(data)
-        try:
-            if source is not None:
-                async for chunk in source:
-                    yield self._chunk(key, chunk, report)
-            else:
-                assert isinstance(data, Iterable)
-                for chunk in data:
-                    yield self._chunk(key, chunk, report)
-        finally:
-            if source is not None:
-                await _close_iterator(source)
-
-    def _chunk(self, key: str, chunk: object, report: _Progress) -> bytes | bytearray | memoryview:
-        if not _is_chunk(chunk):
-            raise SerializationError(
-                f"set_binary got a chunk of type {type(chunk).__name__}; chunks must be "
-                "bytes, bytearray or memoryview",
-                container=self.container_name,
-                key=key,
-            )
-        assert isinstance(chunk, (bytes, bytearray, memoryview))
-        report.add(len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes)
-        return chunk
-
-    async def _put_stream(
-        self,
-        key: str,
-        chunks: AsyncIterator[bytes | bytearray | memoryview],
-        condition: Precondition,
-        extra: _Extra,
-        size: int | None,
-    ) -> str:
-        content_type, metadata = extra
-        adapter = self.adapter
-        if isinstance(adapter, StreamingAdapter):
-            return await adapter.put_stream(
-                self.container_name,
-                key,
-                chunks,
-                condition=condition,
-                content_type=content_type,
-                metadata=metadata,
-                size=size,
-            )
-        data = b"".join([bytes(chunk) async for chunk in chunks])  # not streaming: whole
-        if size is not None and size != len(data):
-            raise StorageError(
-                f"the stream gave {len(data)} bytes, not the {size} announced",
-                container=self.container_name,
-                key=key,
-            )
-        return await adapter.put(
-            self.container_name,
-            key,
-            data,
-            condition=condition,
-            content_type=content_type,
-            metadata=metadata,
-        )
+        await _streaming.write_stream(self, key, data, extra, size, progress)
 
     async def delete(self, key: str) -> None:
         """Delete ``key``; a missing key is a no-op.
@@ -997,78 +567,7 @@ class AsyncBlobStore:
 
         In WRITE_BACK mode a key with a pending change is updated in the cache instead.
         """
-        key = self._key(key)
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        expires = None if ttl is None else expires_at(self.clock(), ttl)
-        table = self._table
-        state = await table.acquire(key)
-        try:
-            if self._write_back and state.pending:
-                metadata = state.metadata
-                if state.data is not None and not self._expired(state.expires):
-                    current = self._decode(key, state.data)
-                elif default is _NO_DEFAULT:
-                    raise BlobNotFoundError(
-                        "key was deleted or expired (pending sync)",
-                        container=self.container_name,
-                        key=key,
-                    )
-                else:
-                    current, metadata = self._copy(key, default), None
-                new_value = await _call(fn, current)
-                extra: _Extra = (JSON_CONTENT_TYPE, metadata)
-                if expires is not None:
-                    extra = _with_expiry(extra, expires)
-                table.make_pending(
-                    key, state, self._encode(key, new_value), *extra, expires=expiry_of(extra[1])
-                )
-                return new_value
-            for attempt in range(max_attempts):
-                new_value, new_data, condition, extra = await self._apply(key, fn, default)
-                if expires is not None:
-                    extra = _with_expiry(extra, expires)
-                try:
-                    await self._finish(
-                        key, state, self._put_stored(key, state, new_data, condition, extra)
-                    )
-                except ConcurrencyError:  # a clean conflict: nothing of ours landed
-                    logger.debug("update_json conflict on %r, attempt %d", key, attempt + 1)
-                    await asyncio.sleep(random.uniform(0, min(0.5, 0.002 * 2**attempt)))
-                    continue
-                return new_value
-            raise ConcurrencyError(
-                f"update_json gave up after {max_attempts} conflicting attempts",
-                container=self.container_name,
-                key=key,
-            )
-        finally:
-            self._release_key(key, state)
-
-    async def _apply(
-        self, key: str, fn: Callable[[Any], Any], default: Any
-    ) -> tuple[Any, bytes, Precondition, _Extra]:
-        """One read-modify step of update_json: the new value, its bytes, the write's
-        condition, and the content type and metadata to keep (the stored value's)."""
-        extra: _Extra = (JSON_CONTENT_TYPE, None)
-        condition: Precondition
-        try:
-            data, info = await self.adapter.get(self.container_name, key)
-        except BlobNotFoundError:
-            if default is _NO_DEFAULT:
-                raise
-            current, condition = self._copy(key, default), CREATE
-        else:
-            condition = OVERWRITE if info.etag is None else Update(info.etag)
-            if self._expired(expiry_of(info.metadata)):
-                if default is _NO_DEFAULT:
-                    raise self._expired_error(key)
-                current = self._copy(key, default)  # replaces the expired version
-            else:
-                current = self._decode(key, data)
-                extra = (info.content_type or JSON_CONTENT_TYPE, dict(info.metadata) or None)
-        new_value = await _call(fn, current)
-        return new_value, self._encode(key, new_value), condition, extra
+        return await _update.update_json(self, key, fn, default, max_attempts, ttl)
 
     # ------------------------------------------------------- storage and state
 
@@ -1203,7 +702,7 @@ class AsyncBlobStore:
         fail, the others are still read and BatchError reports each failure (its
         ``results`` holds the values read).
         """
-        return await self._batch(keys, self.get_json, default, concurrency, "get_many")
+        return await _batches.batch(self, keys, self.get_json, default, concurrency, "get_many")
 
     async def get_many_binary(
         self,
@@ -1213,7 +712,9 @@ class AsyncBlobStore:
         concurrency: int | None = None,
     ) -> dict[str, bytes]:
         """The stored bytes of ``keys``, as :meth:`get_many` does for JSON."""
-        return await self._batch(keys, self.get_binary, default, concurrency, "get_many_binary")
+        return await _batches.batch(
+            self, keys, self.get_binary, default, concurrency, "get_many_binary"
+        )
 
     async def set_many(
         self,
@@ -1230,22 +731,12 @@ class AsyncBlobStore:
         ``set_json`` does; if some fail, the others are still written and BatchError reports
         each failure.
         """
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = {}
-        for key, value in pairs:
-            key = self._key(key)
-            encoded[key] = self._encode(key, value)
-        extra = self._expiring(_extra(JSON_CONTENT_TYPE, None), ttl)
-
-        async def write(key: str) -> None:
-            await self._write(key, encoded[key], extra)
-
-        await self._batch(encoded, write, _NO_DEFAULT, concurrency, "set_many")
+        await _batches.set_many(self, items, concurrency, ttl)
 
     async def delete_many(self, keys: Iterable[str], *, concurrency: int | None = None) -> None:
         """Delete every key (missing ones are no-ops), ``concurrency`` at a time; failures
         as for :meth:`set_many`."""
-        await self._batch(keys, self.delete, _NO_DEFAULT, concurrency, "delete_many")
+        await _batches.batch(self, keys, self.delete, _NO_DEFAULT, concurrency, "delete_many")
 
     async def sweep_expired(self, prefix: str = "", *, concurrency: int | None = None) -> int:
         """Delete the expired values of keys starting with ``prefix``; return how many.
@@ -1257,82 +748,7 @@ class AsyncBlobStore:
         are left alone (the change replaces them at ``sync``). Expiry is judged by this
         store's clock.
         """
-        prefix = self._prefix(prefix)
-        limit = self.batch_concurrency if concurrency is None else concurrency
-        if limit < 1:
-            raise ValueError("concurrency must be at least 1")
-        expired = [
-            name
-            async for name, metadata in self._listed_metadata(prefix, None)
-            if EXPIRES_METADATA in metadata and self._expired(expiry_of(metadata))
-        ]
-        deleted = await gather_bounded(
-            [functools.partial(self._sweep_one, key) for key in expired], limit
-        )
-        count = sum(deleted)
-        logger.info("sweep of %r: %d expired value(s) deleted", self.container_name, count)
-        return count
-
-    async def _sweep_one(self, key: str) -> bool:
-        """Delete ``key`` if the version stored now has expired; whether it was deleted."""
-        table = self._table
-        state = await table.acquire(key)
-        try:
-            if state.pending:
-                return False
-            info = await self.adapter.head(self.container_name, key)
-            if info is None or info.etag is None or not self._expired(expiry_of(info.metadata)):
-                return False
-            try:
-                await self._finish(key, state, self._delete_expired(key, state, info.etag))
-            except ConcurrencyError:  # written anew (or deleted) since the head: it stays
-                return False
-            return True
-        finally:
-            self._release_key(key, state)
-
-    async def _delete_expired(self, key: str, state: KeyState, etag: str) -> None:
-        try:
-            await self.adapter.delete(self.container_name, key, condition=Update(etag))
-        finally:
-            if not state.pending:
-                self._table.set_data(state, None)  # the expired value, or an unknown one
-        if self._etags and state.etag == etag:
-            self._table.set_etag(state, ABSENT)
-
-    async def _batch(
-        self,
-        keys: Iterable[str],
-        operation: Callable[[str], Awaitable[_T]],
-        default: Any,
-        concurrency: int | None,
-        name: str,
-    ) -> dict[str, _T]:
-        unique = list(dict.fromkeys(self._key(key) for key in keys))  # once each, in order
-        limit = self.batch_concurrency if concurrency is None else concurrency
-        if limit < 1:
-            raise ValueError("concurrency must be at least 1")
-        results: dict[str, _T] = {}
-        errors: dict[str, AsyncBlobDictError] = {}
-
-        async def one(key: str) -> None:
-            try:
-                results[key] = await operation(key)
-            except BlobNotFoundError:
-                if default is not _NO_DEFAULT:
-                    results[key] = default
-            except AsyncBlobDictError as exc:  # reported with the others, never abandoned
-                errors[key] = exc
-
-        await gather_bounded([functools.partial(one, key) for key in unique], limit)
-        if errors:
-            raise BatchError(
-                f"{name}: {len(errors)} of {len(unique)} key(s) failed",
-                errors,
-                dict(results),
-                container=self.container_name,
-            )
-        return {key: results[key] for key in unique if key in results}
+        return await _sweep.sweep_expired(self, prefix, concurrency)
 
     # -------------------------------------------------------------- write-back
 
@@ -1354,141 +770,7 @@ class AsyncBlobStore:
         (writing nothing) if any conflicts. A storage failure is raised after the other keys
         were tried; unwritten keys stay dirty. One sync runs at a time.
         """
-        if etag_behavior not in _ETAG_BEHAVIORS:
-            raise ValueError(
-                f"etag_behavior must be one of {', '.join(_ETAG_BEHAVIORS)}, not {etag_behavior!r}"
-            )
-        self._check_open()
-        # The sync takes its place on every pending key now, before anything can run: a
-        # change made after this call waits for the sync's write of that key, as a change of
-        # one key waits for the calls made before it.
-        turns = {
-            key: _Turn(self._table, key, *self._table.reserve(key))
-            for key, _ in self._table.pending_items()
-        }
-        try:
-            async with self._sync_lock:
-                return await self._sync(etag_behavior, turns)
-        finally:
-            for turn in turns.values():
-                turn.end()
-
-    async def _sync(self, etag_behavior: str, turns: dict[str, _Turn]) -> SyncResult:
-        result = SyncResult()
-        keys = list(turns)
-        if not keys:
-            return result
-        if etag_behavior == "raise" and self._etags:
-            await self._check_no_conflicts(turns)
-        overwrite = etag_behavior == "overwrite"
-        errors: list[BaseException] = []
-
-        async def flush(key: str) -> None:
-            turn = turns[key]
-            state = await turn.hold()
-            try:
-                if not state.pending:
-                    return  # written by an earlier, cancelled sync, or discarded meanwhile
-                data = state.data
-                if data is None:
-                    await self._finish(
-                        key, state, self._delete_stored(key, state, overwrite=overwrite)
-                    )
-                    result.deleted.append(key)
-                else:
-                    condition = OVERWRITE if overwrite else None
-                    extra = (state.content_type, state.metadata)
-                    await self._finish(
-                        key, state, self._put_stored(key, state, data, condition, extra)
-                    )
-                    result.written.append(key)
-            except ConcurrencyError as exc:
-                if etag_behavior == "raise":
-                    errors.append(exc)
-                result.skipped.append(key)
-                logger.warning("sync: %s; left unsynced", exc)
-            except Exception as exc:  # re-raised below, after the other keys were tried
-                errors.append(exc)
-            finally:
-                if state.detached:  # a cancelled sync's write still runs; it releases the key
-                    state.detached = False
-                    turn.handed_over()
-                else:
-                    turn.end()
-
-        await self._replay(keys, flush)
-        for names in (result.written, result.deleted, result.skipped):
-            names.sort()
-        logger.info(
-            "sync of %r: %d written, %d deleted, %d skipped",
-            self.container_name,
-            len(result.written),
-            len(result.deleted),
-            len(result.skipped),
-        )
-        if errors:
-            raise errors[0]
-        return result
-
-    async def _replay(self, keys: list[str], flush: Callable[[str], Awaitable[None]]) -> None:
-        """Flush ``keys`` in order, ``sync_concurrency`` at a time, related keys one by one.
-
-        ``a`` and ``a/b`` are related (on the local backend one is the other's folder), so
-        a change to one starts only after every earlier change to the other has ended.
-        """
-        running: dict[asyncio.Future[None], str] = {}
-        below: Counter[str] = Counter()  # folders of running keys
-
-        def blocked(key: str) -> bool:
-            return key in below or any(a in running.values() for a in _ancestors(key))
-
-        try:
-            for key in keys:
-                while len(running) >= self._sync_concurrency or (running and blocked(key)):
-                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        for folder in _ancestors(running.pop(task)):
-                            below[folder] -= 1
-                            if not below[folder]:
-                                del below[folder]
-                running[asyncio.ensure_future(flush(key))] = key
-                below.update(_ancestors(key))
-            await asyncio.gather(*running)
-        except BaseException:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            raise
-
-    async def _check_no_conflicts(self, turns: dict[str, _Turn]) -> None:
-        """Raise ConcurrencyError naming every key changed in storage; the keys stay held."""
-        keys = list(turns)
-
-        async def changed(key: str) -> bool:
-            state = await turns[key].hold()
-            if not state.pending:
-                return False
-            condition = self._condition(state)
-            if condition is OVERWRITE:
-                return False
-            info = await self.adapter.head(self.container_name, key)
-            if isinstance(condition, Create):
-                return info is not None
-            assert isinstance(condition, Update)
-            return info is None or info.etag != condition.etag
-
-        flags = await gather_bounded(
-            [functools.partial(changed, key) for key in keys], self._sync_concurrency
-        )
-        conflicts = sorted(key for key, flag in zip(keys, flags, strict=True) if flag)
-        if conflicts:
-            shown = ", ".join(repr(k) for k in conflicts[:10])
-            more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
-            raise ConcurrencyError(
-                f"sync wrote nothing: {len(conflicts)} key(s) changed in storage since read: "
-                f"{shown}{more}",
-                container=self.container_name,
-            )
+        return await _write_back.sync(self, etag_behavior)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -1527,24 +809,3 @@ class AsyncBlobStore:
     def _check_open(self) -> None:
         if self._closed:
             raise AsyncBlobDictError("the store is closed", container=self.container_name)
-
-
-async def _slices(data: bytes, start: int, end: int) -> AsyncIterator[bytes]:
-    """``data[start:end]`` in STREAM_CHUNK pieces."""
-    view = memoryview(data)
-    for pos in range(start, end, STREAM_CHUNK):
-        yield bytes(view[pos : min(end, pos + STREAM_CHUNK)])
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-async def _call(fn: Callable[[Any], Any], value: Any) -> Any:
-    result = fn(value)
-    if inspect.isawaitable(result):
-        awaited: Awaitable[Any] = result
-        return await awaited
-    return result

@@ -31,11 +31,14 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
+from ._options import _NO_DEFAULT
+from ._streaming import Chunks, Progress
+from ._write_back import EtagBehavior
 from .adapters.base import Adapter, BlobInfo
 from .errors import AsyncBlobDictError
 from .expiry import Ttl
 from .modes import CacheMode, ConcurrencyMode, SyncResult
-from .store import _NO_DEFAULT, AsyncBlobStore, Chunks, EtagBehavior, Progress
+from .store import AsyncBlobStore
 
 __all__ = ["BlobStore"]
 

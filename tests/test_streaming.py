@@ -191,11 +191,11 @@ async def test_reader_racing_writer_never_sees_a_mix(store_factory: Factory) -> 
 async def test_progress_is_rate_limited(
     store_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncblobdict.store as store_module
+    import asyncblobdict._streaming as streaming_module
 
     clock = iter(range(10**6))
     # A clock that moves 50 ms per look: with 100 ms between calls, every other look calls.
-    monkeypatch.setattr(store_module, "_clock", lambda: next(clock) * 0.05)
+    monkeypatch.setattr(streaming_module, "_clock", lambda: next(clock) * 0.05)
     store = store_factory()
     calls: list[tuple[int, int | None]] = []
     data = _data(2 * MiB)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from .. import codec
+from .._options import JSON_CONTENT_TYPE
 from ..adapters.base import BlobInfo
 from ..errors import BlobNotFoundError, SerializationError
 from ..keys import validate_key, validate_prefix
 from ..modes import CacheMode, ConcurrencyMode
-from ..store import JSON_CONTENT_TYPE, AsyncBlobStore
+from ..store import AsyncBlobStore
 from .output import (
     echo,
     err,
