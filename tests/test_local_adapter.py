@@ -1534,6 +1534,58 @@ async def test_a_filesystem_that_rounds_mtimes_keeps_records_but_hashes_every_re
         await a.close()
 
 
+async def test_once_a_mark_is_kept_writes_trust_it_and_a_rounded_one_only_costs_a_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After one write saw its mark kept to the nanosecond, writes skip the fstat that
+    # checks it. Should a later one be rounded after all (another filesystem mounted inside
+    # the root), its record proves nothing: reads hash, and every answer stays right.
+    a = LocalFileAdapter(tmp_path)
+    await a.put("c", "k0", b"first")
+    fstats: list[int] = []
+    real_fstat = os.fstat
+
+    def counting_fstat(fd: int) -> os.stat_result:
+        fstats.append(fd)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(os, "fstat", counting_fstat)
+    await a.put("c", "k1", b"second")
+    monkeypatch.setattr(os, "fstat", real_fstat)
+    if a.metadata_store == "xattr":
+        assert fstats == []
+    real_utime = os.utime
+
+    def rounding_utime(target: Any, *args: Any, ns: Any = None, **kwargs: Any) -> None:
+        if ns is not None:
+            ns = tuple(t - t % 10_000_000 for t in ns)
+        real_utime(target, *args, ns=ns, **kwargs)
+
+    monkeypatch.setattr(os, "utime", rounding_utime)
+    value = os.urandom(BIG)
+    etag = await a.put("c", "big", value, metadata={"a": "1"})
+    monkeypatch.setattr(os, "utime", real_utime)
+    assert (tmp_path / "c" / "big").stat().st_mtime_ns % 10_000_000 == 0
+    hashed: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(data: bytes = b"", **kwargs: Any) -> Any:
+        hashed.append(len(data))
+        return real_md5(data, **kwargs)
+
+    monkeypatch.setattr(hashlib, "md5", counting_md5)
+    data, info = await a.get("c", "big")
+    head = await a.head("c", "big")
+    monkeypatch.setattr(hashlib, "md5", real_md5)
+    assert (data, info.etag, dict(info.metadata)) == (value, etag, {"a": "1"})
+    assert etag == quoted_md5(value) and head is not None and head.etag == etag
+    assert BIG in hashed  # the record was not trusted
+    await a.put("c", "big", b"new", condition=Update(etag))
+    with pytest.raises(ConcurrencyError):
+        await a.put("c", "big", b"newer", condition=Update(etag))
+    await a.close()
+
+
 class ReadCounter:
     """Counts the bytes this process reads through os.read / readv / pread / preadv."""
 

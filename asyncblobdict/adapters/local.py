@@ -87,7 +87,7 @@ import stat
 import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,6 +146,7 @@ XATTR_NAME = "user.asyncblobdict"
 """The extended attribute holding a value's record."""
 MTIME_MARK_NS = 20_000_000
 """How far in the past a write sets its file's mtime (more than any kernel clock tick)."""
+_LOCK_PATHS = [f"{LOCK_FOLDER}/{stripe:02d}.lock".encode() for stripe in range(LOCK_STRIPES)]
 _IN_ATTRIBUTE = 0b01
 _IN_SIDECAR = 0b11
 SMALL_VALUE_BYTES = 4096
@@ -268,13 +269,13 @@ class _Record:
     metadata: dict[str, str]
 
     def encode(self) -> bytes:
-        lines = [
-            f"{_RECORD_TAG} {self.md5.hex()} {self.size} {self.mtime_ns} {self.written_ns}",
-            self.content_type or "",
-        ]
-        lines += [f"{name}={value}" for name, value in self.metadata.items()]
-        lines.append("")
-        return "\n".join(lines).encode("ascii")
+        text = (
+            f"{_RECORD_TAG} {self.md5.hex()} {self.size} {self.mtime_ns} {self.written_ns}\n"
+            f"{self.content_type or ''}\n"
+        )
+        if self.metadata:
+            text += "".join([f"{name}={value}\n" for name, value in self.metadata.items()])
+        return text.encode("ascii")
 
     @staticmethod
     def decode(raw: bytes) -> _Record | None:
@@ -445,11 +446,53 @@ def _hash_open(fd: int) -> tuple[bytes, int]:
         size += len(chunk)
 
 
+class _StripeLock:
+    """A stripe lock held for a ``with`` block (``LocalFileAdapter._locked``).
+
+    flock belongs to the open file description, so opening the lock file anew for each
+    operation makes threads of one process exclude each other too. The lock is released
+    with LOCK_UN, not by closing the fd: a fork() while we hold it gives the child a copy
+    of the fd (O_CLOEXEC only acts on exec), and the description, with its lock, would
+    live on until the child exits, stalling every writer of the stripe.
+    """
+
+    __slots__ = ("_adapter", "_container", "_fd", "_key", "_root", "_shared")
+
+    def __init__(
+        self, adapter: LocalFileAdapter, root: int, container: str, key: str, shared: bool
+    ) -> None:
+        self._adapter = adapter
+        self._root = root
+        self._container = container
+        self._key = key
+        self._shared = shared
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        assert _fcntl is not None
+        fd = self._adapter._open_lock(self._root, self._container, self._key)
+        try:
+            _fcntl.flock(fd, _fcntl.LOCK_SH if self._shared else _fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert _fcntl is not None
+        fd, self._fd = self._fd, -1
+        try:
+            _fcntl.flock(fd, _fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    written = os.write(fd, data)  # all of it, nearly always: no view needed
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _close_all(fds: _Fds) -> None:
@@ -519,6 +562,7 @@ class LocalFileAdapter:
         self._good_containers: set[str] = set()
         # Records go to an extended attribute until the filesystem says it has none.
         self._xattrs = _HAS_XATTR and _metadata_store == "auto"
+        self._mark_kept = False  # whether a write saw its mtime mark kept to the nanosecond
         self._decoded: dict[bytes, _Record] = {}
         # Reading on the loop (see _get_fast): how, the device it is allowed on (the root's),
         # and how often it was done (tests look at these counters).
@@ -1306,10 +1350,17 @@ class LocalFileAdapter:
             while True:
                 mark = _mark(now, in_sidecar)
                 os.utime(tfd, ns=(mark, mark))
-                # What the filesystem kept: the mark, or (without nanoseconds) the mark
-                # rounded to an even number, which names the sidecar but proves nothing.
-                st = os.fstat(tfd)
-                kept = st.st_mtime_ns
+                if self._mark_kept and not in_sidecar:
+                    # This filesystem kept an earlier write's mark exactly. (Were it not
+                    # kept here, on another filesystem mounted inside the root, the record
+                    # would prove nothing and reads would hash: slower, never wrong.)
+                    kept = mark
+                else:
+                    # What the filesystem kept: the mark, or (without nanoseconds) the mark
+                    # rounded to an even number, which names the sidecar but proves nothing.
+                    st = os.fstat(tfd)
+                    kept = st.st_mtime_ns
+                    self._mark_kept = kept == mark
                 raw = _Record(md5, size, kept, now, content_type, metadata).encode()
                 if in_sidecar or self._set_record(tfd, raw):
                     break
@@ -1816,40 +1867,24 @@ class LocalFileAdapter:
             key=key,
         )
 
-    @contextmanager
-    def _locked(
-        self, root: int, container: str, key: str, *, shared: bool = False
-    ) -> Iterator[None]:
-        """Hold the key's stripe lock (across threads and processes) for the block:
-        exclusive for writers, ``shared`` for a reader that must not be overtaken.
+    def _locked(self, root: int, container: str, key: str, *, shared: bool = False) -> _StripeLock:
+        """The key's stripe lock (across threads and processes), held in a ``with`` block:
+        exclusive for writers, ``shared`` for a reader that must not be overtaken."""
+        return _StripeLock(self, root, container, key, shared)
 
-        flock belongs to the open file description, so opening the lock file anew for each
-        operation makes threads of one process exclude each other too. The lock is released
-        with LOCK_UN, not by closing the fd: a fork() while we hold it gives the child a copy
-        of the fd (O_CLOEXEC only acts on exec), and the description, with its lock, would
-        live on until the child exits, stalling every writer of the stripe.
-        """
+    def _open_lock(self, root: int, container: str, key: str) -> int:
+        """A new descriptor of the key's stripe lock file (see :class:`_StripeLock`)."""
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
-        fd = -1
         if _fastread.OPENAT2:  # one call where there is openat2 and the lock folder exists
-            lock = f"{LOCK_FOLDER}/{stripe:02d}.lock".encode()
-            fd = _fastread.try_openat2(root, lock, _LOCK_FLAGS, _BENEATH, 0o666)
-        if fd < 0:
-            # Lock files hold no data, so their folder need not survive a crash.
-            locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
-            try:
-                fd = os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
-            finally:
-                os.close(locks)
+            fd = _fastread.try_openat2(root, _LOCK_PATHS[stripe], _LOCK_FLAGS, _BENEATH, 0o666)
+            if fd >= 0:
+                return fd
+        # Lock files hold no data, so their folder need not survive a crash.
+        locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
         try:
-            assert _fcntl is not None
-            _fcntl.flock(fd, _fcntl.LOCK_SH if shared else _fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                _fcntl.flock(fd, _fcntl.LOCK_UN)
+            return os.open(f"{stripe:02d}.lock", _LOCK_FLAGS, 0o666, dir_fd=locks)
         finally:
-            os.close(fd)
+            os.close(locks)
 
     def _os_error(
         self, exc: OSError, action: str, container: str, key: str | None
