@@ -63,6 +63,24 @@ logger = logging.getLogger("asyncblobdict")
 _T = TypeVar("_T")
 
 
+async def _run_into(write: Coroutine[Any, Any, _T], waiter: asyncio.Future[_T]) -> _T:
+    """Run ``write`` and give its outcome to ``waiter`` while anyone waits there. Once the
+    waiter was cancelled (a detached write) the outcome stays with this task."""
+    try:
+        result = await write
+    except asyncio.CancelledError:
+        waiter.cancel()
+        raise
+    except Exception as exc:
+        if waiter.done():
+            raise
+        waiter.set_exception(exc)
+        return None  # type: ignore[return-value]  # the waiter has it: never read here
+    if not waiter.done():
+        waiter.set_result(result)
+    return result
+
+
 def _warn_unsynced(table: KeyTable, container: str) -> None:
     """Finalizer of a store: pending write-back changes die with it, never silently."""
     count = table.pending_count
@@ -586,9 +604,12 @@ class AsyncBlobStore:
         The write records its own outcome in ``state``. If the caller is cancelled first, the
         write keeps the key until it ends, so the next operation on the key sees its result.
         """
-        task = asyncio.ensure_future(write)
+        # As asyncio.shield(task), one loop iteration sooner: the task hands its outcome to
+        # ``waiter`` itself instead of through a done-callback.
+        waiter: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(_run_into(write, waiter))
         try:
-            return await asyncio.shield(task)
+            return await waiter
         except asyncio.CancelledError:
             if not task.done():
                 state.detached = True

@@ -492,3 +492,44 @@ async def test_sync_takes_its_turn_on_every_key_when_called(store_factory: Facto
     assert not await store_factory().exists("a")
     await store.sync()
     assert await store_factory().get_json("a") == 9000
+
+
+# -- a cancelled caller's write runs on, and its outcome is kept ---------------------------
+
+
+async def test_a_write_whose_caller_is_cancelled_lands_and_is_recorded_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gated = Gated(LocalFileAdapter(tmp_path))
+    store = AsyncBlobStore(gated, "c", "none", "etag")
+    await store.set_json("k", 1)
+    with caplog.at_level(logging.WARNING, logger="asyncblobdict"):
+        await _cancel_after_landing(gated, store.set_json("k", 2))
+        # The next write is conditional on the version the cancelled one wrote: it passes
+        # only if that write's ETag was recorded.
+        await store.set_json("k", 3)
+    assert await store.get_json("k") == 3
+    assert [r.getMessage() for r in caplog.records] == []
+    await store.close()
+
+
+async def test_a_failed_write_whose_caller_was_cancelled_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(Gated):
+        async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+            await self._landed()
+            if self.hold_after_write is not None:
+                await self.hold_after_write.wait()
+            raise StorageError("the disk is on fire", container=container, key=key)
+
+    gated = Failing(MemoryAdapter())
+    store = AsyncBlobStore(gated, "c")
+    with caplog.at_level(logging.WARNING, logger="asyncblobdict"):
+        await _cancel_after_landing(gated, store.set_json("k", 1))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the detached write ends
+    assert any("the disk is on fire" in r.getMessage() for r in caplog.records)
+    with pytest.raises(StorageError):
+        await store.set_json("k", 2)  # still failing, now answered to its caller
+    await store.close()
