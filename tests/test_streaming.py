@@ -475,24 +475,14 @@ _RSS_AZURE_DEFAULTS_CHILD = r"""
 import asyncio, os, sys
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from benchmarks.rss_probe import chunks, reset_peak, status
 
 folder, size, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-
-def status(name):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-
-async def chunks():
-    block = os.urandom(1 << 20)
-    for _ in range(size >> 20):
-        yield block
 
 async def main():
     src = os.path.join(folder, "src.bin")
     with open(src, "wb") as f:
-        async for chunk in chunks():
+        async for chunk in chunks(size):
             f.write(chunk)
     conn = sys.stdin.read()
     container = "t" + os.urandom(8).hex()
@@ -501,12 +491,11 @@ async def main():
             await s.set_file("k", src)
     async with AsyncBlobStore(AzureBlobAdapter.from_connection_string(conn), container) as store:
         await store.set_binary("warm", b"x")  # the connection pool, the container
-        open("/proc/self/clear_refs", "w").write("5")  # the peak starts here
-        before = status("VmRSS")
+        before = reset_peak()  # the peak starts here
         if how == "set_file":
             await store.set_file("k", src)
         elif how == "set_binary":
-            await store.set_binary("k", chunks(), size=size)
+            await store.set_binary("k", chunks(size), size=size)
         elif how == "get_file":
             await store.get_file("k", os.path.join(folder, "dst.bin"))
         else:
