@@ -31,22 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 BLOCK = 8 * MiB
 
-_CHILD = """
-import json, sys
-from asyncblobdict.cli import main
-
-def status(name):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-
-open("/proc/self/clear_refs", "w").write("5")  # the peak starts at the current RSS
-before = status("VmRSS")
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "before": before, "peak": status("VmHWM")}))
-"""
-
 
 async def _fill(root: Path, values: int, size: int) -> None:
     from asyncblobdict import LocalFileAdapter
@@ -87,7 +71,7 @@ def main() -> int:
         args = ["cp", "local:./store/src", dst, "--jobs", str(options.jobs), "--no-progress"]
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-c", _CHILD, *args],
+            [sys.executable, "-m", "benchmarks.rss_probe", *args],  # via PYTHONPATH
             cwd=root,
             env=env,
             capture_output=True,

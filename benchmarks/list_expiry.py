@@ -28,14 +28,15 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+# Sibling module: Python puts a script's own folder first on sys.path.
+from harness import extract, floor_walk, machine, measured, rounds, run_child, spread, timed
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,34 +46,6 @@ FAR = "4102444800.000"  # 2100-01-01: never expires during the run
 
 
 # ------------------------------------------------------------------ in the child process
-
-
-def floor_walk(base: str) -> list[str]:
-    out: list[str] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(os.path.join(base, rel) if rel else base) as it:
-            for e in it:
-                name = f"{rel}/{e.name}" if rel else e.name
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(name)
-                elif not e.name.startswith("."):
-                    out.append(name)
-    out.sort()
-    return out
-
-
-async def timed(fn: Any, reps: int) -> list[float]:
-    """Seconds of each of ``reps`` calls of ``fn`` (after two untimed ones)."""
-    for _ in range(2):
-        await fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 async def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +82,6 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ in the parent
 
 
-def extract(rev: str, into: Path) -> Path:
-    """The package as it was at ``rev`` (git archive), for the 'before' runs."""
-    tree = into / f"tree-{rev}"
-    tree.mkdir()
-    tar = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, "asyncblobdict"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=tar, check=True)
-    return tree
-
-
 def populate(python: str, tree: Path, root: str | None, conn: str | None) -> None:
     """The keys, written once by this checkout's adapter (records and metadata included)."""
     code = f"""
@@ -145,36 +107,6 @@ asyncio.run(main())
     subprocess.run([python, "-c", code], env=env, check=True)
 
 
-def run_child(python: str, tree: Path | None, spec: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
-    out = subprocess.run(
-        [python, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{spec}: {out.stderr[-3000:]}")
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
-
-
-def fs_type(path: str) -> str:
-    best, kind = "", "?"
-    with open("/proc/mounts") as f:
-        for line in f:
-            _, mount, fstype, *_ = line.split()
-            if path.startswith(mount) and len(mount) > len(best):
-                best, kind = mount, fstype
-    return f"{kind} at {best}"
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -190,7 +122,7 @@ def main() -> None:
         return
 
     python = sys.executable
-    load = [os.getloadavg()[0]]
+    load: list[float] = []
     with tempfile.TemporaryDirectory(prefix="abd-exp-", dir=args.root) as tmp:
         root = os.path.join(tmp, "data")
         before = extract(args.before_rev, Path(tmp))
@@ -214,8 +146,8 @@ def main() -> None:
                 ("azurite", "list_keys", "before", before),
             ]
         try:
-            rounds: list[dict[str, float]] = []
-            for rnd in range(args.rounds):
+            per_round: list[dict[str, float]] = []
+            for _ in rounds(args.rounds, load):
                 got: dict[str, float] = {}
                 for backend, work, impl, tree in plan:
                     spec = {
@@ -227,25 +159,14 @@ def main() -> None:
                         if azurite is not None and backend == "azurite"
                         else None,
                     }
-                    times = run_child(python, tree, spec)["times"]
+                    times = run_child(__file__, python, tree, spec)["times"]
                     got[f"{backend}/{work}/{impl}"] = statistics.median(times)
-                rounds.append(got)
-                load.append(os.getloadavg()[0])
-                print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+                per_round.append(got)
         finally:
             if azurite is not None:
                 azurite.stop()
-        machine = {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "uname": " ".join(platform.uname()),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "filesystem": fs_type(os.path.realpath(root)),
-            "load_min_max": [min(load), max(load)],
-            "rounds": args.rounds,
-            "reps": args.reps,
-        }
-    ms = {name: spread([r[name] * 1e3 for r in rounds]) for name in rounds[0]}
+        where = {**machine(root, load, args.rounds), "reps": args.reps}
+    ms = {name: spread([r[name] * 1e3 for r in per_round]) for name in per_round[0]}
     pairs = {
         "local list_keys after/before": ("local/list_keys/after", "local/list_keys/before"),
         "local list_names after/before": ("local/list_names/after", "local/list_names/before"),
@@ -253,26 +174,26 @@ def main() -> None:
         "azurite list_keys after/before": ("azurite/list_keys/after", "azurite/list_keys/before"),
     }
     ratios = {
-        label: spread([r[a] / r[b] for r in rounds])
+        label: spread([r[a] / r[b] for r in per_round])
         for label, (a, b) in pairs.items()
-        if a in rounds[0] and b in rounds[0]
+        if a in per_round[0] and b in per_round[0]
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"machine": machine, "ms": ms, "ratios": ratios, "rounds": rounds}, indent=1)
+        json.dumps({"machine": where, "ms": ms, "ratios": ratios, "rounds": per_round}, indent=1)
     )
-    print(report(machine, ms, ratios))
+    print(report(where, ms, ratios))
 
 
 def report(
     machine: dict[str, Any], ms: dict[str, dict[str, float]], ratios: dict[str, dict[str, float]]
 ) -> str:
+    how = (
+        f"{machine['rounds']} interleaved rounds, each implementation in a fresh process per "
+        f"round, median of {machine['reps']} listings per process"
+    )
     lines = [
-        f"Measured {machine['date']} on `{machine['uname']}` ({machine['cpus']} CPUs, Python "
-        f"{machine['python']}, {machine['filesystem']}); {machine['rounds']} interleaved "
-        f"rounds, each implementation in a fresh process per round, median of "
-        f"{machine['reps']} listings per process; load average "
-        f"{machine['load_min_max'][0]:.2f}-{machine['load_min_max'][1]:.2f}.",
+        measured(machine, how),
         "",
         "| listing of 10,000 keys | ms, median [min-max] over rounds |",
         "|---|---|",

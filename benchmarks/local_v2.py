@@ -26,15 +26,16 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Sibling module: Python puts a script's own folder first on sys.path.
+from harness import extract, floor_walk, machine, measured, rounds, run_child, spread, timed
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -58,34 +59,6 @@ def floor_get(path: str) -> bytes:
         return os.read(fd, size + 1)
     finally:
         os.close(fd)
-
-
-def floor_walk(base: str) -> list[str]:
-    out: list[str] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(os.path.join(base, rel) if rel else base) as it:
-            for e in it:
-                name = f"{rel}/{e.name}" if rel else e.name
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(name)
-                elif not e.name.startswith("."):
-                    out.append(name)
-    out.sort()
-    return out
-
-
-async def timed(fn: Any, reps: int) -> list[float]:
-    """Seconds of each of ``reps`` calls of ``fn`` (after two untimed ones)."""
-    for _ in range(2):
-        await fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 async def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -148,23 +121,6 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ in the parent
 
 
-def extract(rev: str, into: Path) -> Path:
-    """The package as it was at ``rev`` (git archive), for the 'before' runs."""
-    tar = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, "asyncblobdict"], capture_output=True, check=True
-    ).stdout
-    tmp = into / f"tree-{rev}"
-    tmp.mkdir()
-    archive = into / "tree.tar"
-    archive.write_bytes(tar)
-    with tarfile.open(archive) as t:
-        if hasattr(tarfile, "data_filter"):
-            t.extractall(tmp, filter="data")
-        else:  # Python before 3.10.12 / 3.11.4; our own repository's archive
-            t.extractall(tmp)
-    return tmp
-
-
 def populate(python: str, tree: Path, root: str) -> None:
     """The values, written once by the 'after' adapter (so they carry their records)."""
     code = f"""
@@ -186,24 +142,6 @@ for i in range({LIST_KEYS}):
     subprocess.run([python, "-c", code], env=env, check=True)
 
 
-def run_child(python: str, tree: Path | None, spec: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
-    else:
-        env.pop("PYTHONPATH", None)
-    out = subprocess.run(
-        [python, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{spec}: {out.stderr[-3000:]}")
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
-
-
 def md5_us(size: int) -> float:
     """Microseconds for the MD5 of ``size`` bytes (best of 5 batches)."""
     import hashlib
@@ -217,16 +155,6 @@ def md5_us(size: int) -> float:
             hashlib.md5(data, usedforsecurity=False).digest()
         best = min(best, (time.perf_counter() - t0) / n)
     return best * 1e6
-
-
-def fs_type(path: str) -> str:
-    best, kind = "", "?"
-    with open("/proc/mounts") as f:
-        for line in f:
-            _, mount, fstype, *_ = line.split()
-            if path.startswith(mount) and len(mount) > len(best):
-                best, kind = mount, fstype
-    return f"{kind} at {best}"
 
 
 def main() -> None:
@@ -268,11 +196,11 @@ def main() -> None:
         if args.only:
             plan = [p for p in plan if p[0] in args.only.split(",")]
         results: dict[str, dict[str, Any]] = {}
-        load = [os.getloadavg()[0]]
-        for rnd in range(args.rounds):
+        load: list[float] = []
+        for _ in rounds(args.rounds, load):
             for work, impl, py, tree, reps in plan:
                 spec = {"impl": impl, "work": work, "root": root, "reps": reps}
-                got = run_child(py, tree, spec)
+                got = run_child(__file__, py, tree, spec)
                 entry = results.setdefault(f"{work}/{impl}", {"rounds": []})
                 entry["rounds"].append(
                     {
@@ -283,30 +211,16 @@ def main() -> None:
             for size in (256, 4096, 65536, MiB):
                 entry = results.setdefault(f"md5/{size}", {"rounds": []})
                 entry["rounds"].append({"median_s": md5_us(size) / 1e6, "bytes_per_call": None})
-            load.append(os.getloadavg()[0])
-            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
-        machine = {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "uname": " ".join(platform.uname()),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "filesystem": fs_type(os.path.realpath(root)),
-            "load_min_max": [min(load), max(load)],
-            "rounds": args.rounds,
-        }
+        where = machine(root, load, args.rounds)
     for entry in results.values():
-        secs = [r["median_s"] for r in entry["rounds"]]
-        entry["median_s"], entry["min_s"], entry["max_s"] = (
-            statistics.median(secs),
-            min(secs),
-            max(secs),
-        )
+        secs = spread([r["median_s"] for r in entry["rounds"]])
+        entry["median_s"], entry["min_s"], entry["max_s"] = secs["median"], secs["min"], secs["max"]
         read = [r["bytes_per_call"] for r in entry["rounds"] if r["bytes_per_call"] is not None]
         if read:
             entry["bytes_per_call"] = statistics.median(read)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
-    print(report(machine, results))
+    args.json.write_text(json.dumps({"machine": where, "results": results}, indent=1))
+    print(report(where, results))
 
 
 def report(machine: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
@@ -324,10 +238,7 @@ def report(machine: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         return f"{results[b]['median_s'] / results[a]['median_s']:.2f}x"
 
     lines = [
-        f"Measured {machine['date']} on `{machine['uname']}` ({machine['cpus']} CPUs, Python "
-        f"{machine['python']}, {machine['filesystem']}); median of {machine['rounds']} "
-        f"interleaved rounds (min-max); load average {machine['load_min_max'][0]:.2f}-"
-        f"{machine['load_min_max'][1]:.2f}.",
+        measured(machine, f"median of {machine['rounds']} interleaved rounds (min-max)"),
         "",
         "| workload | implementation | ops/s or ms per call (min-max) | vs |",
         "|---|---|---|---|",

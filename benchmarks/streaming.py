@@ -49,24 +49,13 @@ import asyncio, json, os, sys
 import aiohttp
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from benchmarks.rss_probe import chunks, reset_peak, status
 
 folder, size, backend, api = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 conn = sys.stdin.read()
 
-def status(name):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-
-async def chunks():
-    block = os.urandom(1 << 20)
-    for _ in range(size >> 20):
-        yield block
-
 async def main():
-    open("/proc/self/clear_refs", "w").write("5")
-    base = status("VmRSS")
+    base = reset_peak()
     if backend == "local":
         adapter = LocalFileAdapter(os.path.join(folder, "store"))
     else:
@@ -78,7 +67,7 @@ async def main():
             await store.get_file("k", os.path.join(folder, "dst.bin"))
             assert os.path.getsize(os.path.join(folder, "dst.bin")) == size
         else:
-            await store.set_binary("k", chunks(), size=size)
+            await store.set_binary("k", chunks(size), size=size)
             written = status("VmHWM")
             n = 0
             async for chunk in store.iter_binary("k"):

@@ -1338,33 +1338,18 @@ def test_cp_keeps_content_type_and_metadata_on_disk_and_azure(
 
 MiB = 1024 * 1024
 
-# The baseline is taken after the imports a command makes (aiohttp is ~13 MiB): the bound
-# is about the bytes moved, not the code loaded.
-_MEASURE = """
-import json, sys
-import asyncblobdict.adapters.azure
-from asyncblobdict.cli import main
 
-def status(name):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak to the current RSS
-before = status("VmRSS")
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "growth": status("VmHWM") - before}))
-"""
-
-
+# benchmarks/rss_probe.py runs the command line in a fresh process and reports its peak. The
+# baseline is taken after the imports a command makes (aiohttp is ~13 MiB): the bound is
+# about the bytes moved, not the code loaded.
 def peak_growth(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
     """Run the command line in a fresh process; return its peak RSS growth in bytes."""
-    result = run_process([PYTHON, "-c", _MEASURE, *args], cwd, env)
+    probe = [PYTHON, "-m", "benchmarks.rss_probe", "--preload", "asyncblobdict.adapters.azure"]
+    result = run_process([*probe, *args], cwd, env)
     assert result.returncode == 0, result.stderr.decode()
     found = json.loads(result.stdout.decode().splitlines()[-1])
     assert found["code"] == 0, result.stderr.decode()
-    return int(found["growth"])
+    return int(found["peak"]) - int(found["before"])
 
 
 async def _write_big(adapter: Any, container: str, key: str, size: int, seed: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -1854,6 +1855,40 @@ async def test_list_names_of_many_keys_and_deep_ones(tmp_path: Path) -> None:
     assert folded == ["d/", "f/", *sorted(f"k{i:04d}" for i in range(2500))]
     async for _ in adapter.list_names("c"):
         break  # stopping early leaves nothing open
+    await adapter.close()
+
+
+@pytest.mark.parametrize("method", ["list_names", "list_metadata"])
+async def test_listing_stopped_early_closes_its_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    adapter = LocalFileAdapter(tmp_path, durable=False)
+    # 60 folders of 60 keys: the first batch ends long before the scan does.
+    written = [f"f{i:02d}/k{j:02d}" for i in range(60) for j in range(60)]
+    await asyncio.gather(*(adapter.put("c", k, b"") for k in written))
+    scan_names = adapter._scan_names
+    ended: list[str] = []
+
+    def watched(container: str, prefix: str, fold: bool) -> Iterator[list[str]]:
+        try:
+            yield from scan_names(container, prefix, fold)
+        except GeneratorExit:
+            ended.append("closed")
+            raise
+        ended.append("finished")
+
+    monkeypatch.setattr(adapter, "_scan_names", watched)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    listing = getattr(adapter, method)("c")
+    async with contextlib.aclosing(listing):
+        async for _ in listing:
+            break
+    # Closed as the caller leaves, not later by the garbage collector or a loop callback.
+    assert ended == ["closed"]
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    listing = getattr(adapter, method)("c")
+    assert len([n async for n in listing]) == len(written)
+    assert ended == ["closed", "finished"]
     await adapter.close()
 
 

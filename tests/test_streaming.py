@@ -259,28 +259,47 @@ async def test_etag_mode_streamed_writes_and_reads(store_factory: Factory) -> No
     assert await b.get_binary("k") == b"three"
 
 
+# Peak RSS growth of set_file, get_file and iter_binary of one value, twice over, measured
+# from after a first small write (imports, and on Azure the connection pool and container).
 _RSS_CHILD = r"""
-import asyncio, os, resource, sys, hashlib
+import asyncio, os, resource, sys
 from asyncblobdict import AsyncBlobStore, LocalFileAdapter
 
-SIZE = int(sys.argv[2])
+folder, SIZE, backend = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+def adapter():
+    if backend == "local":
+        return LocalFileAdapter(os.path.join(folder, "root"))
+    from asyncblobdict.adapters.azure import AzureBlobAdapter
+
+    # Small pieces, two in flight: what the adapter may hold is then a few MiB, far below
+    # the value, so holding the value (or a large part of it) cannot pass.
+    return AzureBlobAdapter.from_connection_string(
+        sys.stdin.read(),
+        block_size=2 << 20,
+        read_chunk_size=2 << 20,
+        single_put_threshold=2 << 20,
+        max_concurrency=2,
+    )
+
 async def main():
-    src = os.path.join(sys.argv[1], "src.bin")
+    src = os.path.join(folder, "src.bin")
     with open(src, "wb") as f:
         block = os.urandom(1 << 20)
         for _ in range(SIZE >> 20):
             f.write(block)
-    base = peak()
-    async with AsyncBlobStore(LocalFileAdapter(os.path.join(sys.argv[1], "root")), "c") as store:
-        await store.set_file("k", src)
-        await store.get_file("k", os.path.join(sys.argv[1], "dst.bin"))
-        n = 0
-        async for chunk in store.iter_binary("k"):
-            n += len(chunk)
-        assert n == SIZE
+    async with AsyncBlobStore(adapter(), "t" + os.urandom(8).hex()) as store:
+        await store.set_binary("warm", b"x")
+        base = peak()
+        for _ in range(2):
+            await store.set_file("k", src)
+            await store.get_file("k", os.path.join(folder, "dst.bin"))
+            n = 0
+            async for chunk in store.iter_binary("k"):
+                n += len(chunk)
+            assert n == SIZE
     print(base, peak())
 
 asyncio.run(main())
@@ -289,7 +308,7 @@ asyncio.run(main())
 
 def test_peak_rss_is_bounded_locally(tmp_path: Path) -> None:
     size = 256 * MiB
-    out = run_python(_RSS_CHILD, str(tmp_path), str(size), check=True, timeout=300)
+    out = run_python(_RSS_CHILD, str(tmp_path), str(size), "local", check=True, timeout=300)
     base, peak = map(int, out.stdout.split())
     assert (tmp_path / "dst.bin").stat().st_size == size
     # Growth over the baseline as a share of the value: well below holding it once.
@@ -413,54 +432,14 @@ async def test_azure_overwrite_between_ranges_is_a_concurrency_error(azurite: An
         await writer.close()
 
 
-_RSS_AZURE_CHILD = r"""
-import asyncio, os, resource, sys
-from asyncblobdict import AsyncBlobStore
-from asyncblobdict.adapters.azure import AzureBlobAdapter
-
-SIZE = int(sys.argv[2])
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-async def main():
-    src = os.path.join(sys.argv[1], "src.bin")
-    with open(src, "wb") as f:
-        block = os.urandom(1 << 20)
-        for _ in range(SIZE >> 20):
-            f.write(block)
-    # Small pieces, two in flight: what the adapter may hold is then a few MiB, far below
-    # the value, so holding the value (or a large part of it) cannot pass.
-    adapter = AzureBlobAdapter.from_connection_string(
-        sys.stdin.read(),
-        block_size=2 << 20,
-        read_chunk_size=2 << 20,
-        single_put_threshold=2 << 20,
-        max_concurrency=2,
-    )
-    container = "t" + os.urandom(8).hex()
-    async with AsyncBlobStore(adapter, container) as store:
-        await store.set_binary("warm", b"x")  # pool, container, imports
-        base = peak()
-        for _ in range(2):
-            await store.set_file("k", src)
-            await store.get_file("k", os.path.join(sys.argv[1], "dst.bin"))
-            n = 0
-            async for chunk in store.iter_binary("k"):
-                n += len(chunk)
-            assert n == SIZE
-    print(base, peak())
-
-asyncio.run(main())
-"""
-
-
 @pytest.mark.azure
 def test_peak_rss_is_bounded_on_azurite(azurite: Any, tmp_path: Path) -> None:
     size = 256 * MiB
     out = run_python(
-        _RSS_AZURE_CHILD,
+        _RSS_CHILD,
         str(tmp_path),
         str(size),
+        "azure",
         input=azurite.connection_string,  # not on the command line
         check=True,
         timeout=600,
@@ -475,24 +454,14 @@ _RSS_AZURE_DEFAULTS_CHILD = r"""
 import asyncio, os, sys
 from asyncblobdict import AsyncBlobStore
 from asyncblobdict.adapters.azure import AzureBlobAdapter
+from benchmarks.rss_probe import chunks, reset_peak, status
 
 folder, size, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-
-def status(name):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-
-async def chunks():
-    block = os.urandom(1 << 20)
-    for _ in range(size >> 20):
-        yield block
 
 async def main():
     src = os.path.join(folder, "src.bin")
     with open(src, "wb") as f:
-        async for chunk in chunks():
+        async for chunk in chunks(size):
             f.write(chunk)
     conn = sys.stdin.read()
     container = "t" + os.urandom(8).hex()
@@ -501,12 +470,11 @@ async def main():
             await s.set_file("k", src)
     async with AsyncBlobStore(AzureBlobAdapter.from_connection_string(conn), container) as store:
         await store.set_binary("warm", b"x")  # the connection pool, the container
-        open("/proc/self/clear_refs", "w").write("5")  # the peak starts here
-        before = status("VmRSS")
+        before = reset_peak()  # the peak starts here
         if how == "set_file":
             await store.set_file("k", src)
         elif how == "set_binary":
-            await store.set_binary("k", chunks(), size=size)
+            await store.set_binary("k", chunks(size), size=size)
         elif how == "get_file":
             await store.get_file("k", os.path.join(folder, "dst.bin"))
         else:

@@ -86,7 +86,7 @@ import re
 import stat
 import time
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -979,39 +979,48 @@ class LocalFileAdapter:
             if len(batch) < _LIST_BATCH:
                 return
 
-    async def list_names(
+    def list_names(
         self, container: str, prefix: str = "", *, delimiter: str | None = None
     ) -> AsyncIterator[str]:
         """Yield the names starting with ``prefix`` in sorted order, from the folder entries
         alone; with ``delimiter="/"`` the keys directly below ``prefix`` and each folder
         there once (``prefix...sub/``), without descending into it."""
-        check_delimiter(delimiter)
-        self._check_container(container)
-        validate_prefix(prefix, container)
-        scan = self._scan_names(container, prefix, delimiter is not None)
-        while True:
-            batch, done = await self._io.run(self._take_names, scan, container)
-            for name in batch:
-                yield name
-            if done:
-                return
+        return self._listing(self._scan_names, container, prefix, delimiter)
 
-    async def list_metadata(
+    def list_metadata(
         self, container: str, prefix: str = "", *, delimiter: str | None = None
     ) -> AsyncIterator[tuple[str, Mapping[str, str]]]:
         """The names ``list_names`` yields, each with its value's metadata from its record
         (one open and ``fgetxattr`` per key, or a read of its sidecar); a folder's is empty.
         A key deleted between the folder's scan and its record's read is left out."""
+        return self._listing(self._scan_metadata, container, prefix, delimiter)
+
+    async def _listing(
+        self,
+        scan_of: Callable[[str, str, bool], Generator[_Batch[_T], None, None]],
+        container: str,
+        prefix: str,
+        delimiter: str | None,
+    ) -> AsyncIterator[_T]:
+        """Yield the items of ``scan_of``'s runs, taken a batch at a time in the I/O threads.
+        The arguments are checked on the first step, as in an ``async def`` listing."""
         check_delimiter(delimiter)
         self._check_container(container)
         validate_prefix(prefix, container)
-        scan = self._scan_metadata(container, prefix, delimiter is not None)
-        while True:
-            batch, done = await self._io.run(self._take_names, scan, container)
-            for item in batch:
-                yield item
-            if done:
-                return
+        scan = scan_of(container, prefix, delimiter is not None)
+        try:
+            while True:
+                batch, done = await self._io.run(self._take_names, scan, container)
+                for item in batch:
+                    yield item
+                if done:
+                    return
+        except GeneratorExit:
+            # The caller stopped early (this arrives only at a yield, so no thread is running
+            # the scan). Close it now: the I/O thread that ran it may not have dropped it yet,
+            # and the last reference would then end it later, in that thread.
+            scan.close()
+            raise
 
     async def container_exists(self, container: str) -> bool:
         """Whether the container's folder exists (an emptied container keeps its folder)."""
@@ -1643,7 +1652,7 @@ class LocalFileAdapter:
             raise self._os_error(exc, "list", container, None) from None
         return batch, True
 
-    def _scan_names(self, container: str, prefix: str, fold: bool) -> Iterator[_Names]:
+    def _scan_names(self, container: str, prefix: str, fold: bool) -> Generator[_Names, None, None]:
         """Runs of names in sorted order (a folder's names between its sub-folders)."""
         start = self._start(prefix)
         if start is not None:
@@ -1668,7 +1677,9 @@ class LocalFileAdapter:
                 run = i + 1
         yield names[run:]
 
-    def _scan_metadata(self, container: str, prefix: str, fold: bool) -> Iterator[_Listed]:
+    def _scan_metadata(
+        self, container: str, prefix: str, fold: bool
+    ) -> Generator[_Listed, None, None]:
         """``_scan_names`` with each key's metadata: one folder's run at a time."""
         for run in self._scan_names(container, prefix, fold):
             yield self._with_metadata(container, run)
