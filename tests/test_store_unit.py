@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from asyncblobdict import (
     AsyncBlobDictError,
@@ -21,6 +22,8 @@ from asyncblobdict import (
     MemoryAdapter,
     StorageError,
 )
+from tests.test_codec import same
+from tests.test_codec import values as codec_values
 
 
 class Failing(MemoryAdapter):
@@ -304,3 +307,54 @@ async def test_a_cache_hit_does_not_check_a_known_key_again(
             await store.get_json("a/../b")
         with pytest.raises(InvalidKeyError):
             await store.get_json("a//b")
+
+
+# -- cache hits load the value kept in marshal form ----------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=codec_values)
+def test_cache_hits_give_fresh_exact_copies_of_any_value(value: Any) -> None:
+    # Plain JSON comes back from the marshal copy, a tagged value (a bytearray, a set, a
+    # datetime...) from its JSON: either way the types are exact and each hit is its own.
+    async def main() -> None:
+        async with AsyncBlobStore(MemoryAdapter(), "c", cache_mode="write_through") as store:
+            await store.set_json("k", value)
+            got = [await store.get_json("k") for _ in range(3)]
+            assert all(same(g, value) for g in got), (got, value)
+            if isinstance(value, (dict, list, set, bytearray)):
+                assert got[1] is not got[2]
+
+    asyncio.run(main())
+
+
+async def test_a_hit_loads_the_copy_that_goes_with_the_cached_bytes() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c", cache_mode="write_through", cache_max_bytes=None)
+    await store.set_json("k", {"a": [1, 2.5, "x", None, True]})
+    state = store._table.peek("k")
+    assert state is not None and state.data is not None and state.copy is None
+    first = await store.get_json("k")  # decodes, and keeps the copy
+    assert state.copy and store._table.total_bytes == len(state.data) + len(state.copy)
+    first["a"].append("mutated")
+    assert await store.get_json("k") == {"a": [1, 2.5, "x", None, True]}
+    await store.set_json("k", {"b": 2})  # new bytes: the copy goes with the old ones
+    assert state.copy is None and await store.get_json("k") == {"b": 2}
+    assert await store.get_json("k") == {"b": 2}
+    await store.set_json("t", bytearray(b"raw"))  # tagged: marshal would give bytes
+    assert await store.get_json("t") == bytearray(b"raw")
+    tagged = store._table.peek("t")
+    assert tagged is not None and tagged.copy == b""
+    assert type(await store.get_json("t")) is bytearray
+    await store.close()
+
+
+async def test_the_copy_counts_toward_the_cache_bound() -> None:
+    store = AsyncBlobStore(MemoryAdapter(), "c", cache_mode="write_through", cache_max_bytes=60)
+    await store.set_json("a", "x" * 20)
+    await store.set_json("b", "y" * 20)
+    assert await store.get_json("a") == "x" * 20  # 22 bytes + its copy: b is evicted
+    assert store._table.total_bytes <= 60
+    b = store._table.peek("b")
+    assert b is None or b.data is None
+    assert await store.get_json("b") == "y" * 20
+    await store.close()
