@@ -115,7 +115,7 @@ def test_close_stops_the_threads_is_idempotent_and_the_pool_restarts() -> None:
 
     async def once() -> int:
         value = await worker.run(lambda: 42)
-        assert len(_threads_named(name)) == 3
+        assert len(_threads_named(name)) == 1  # started as the work needs them
         await worker.close()
         await worker.close()
         return value
@@ -143,3 +143,27 @@ def test_an_unclosed_pool_stops_its_threads_when_collected() -> None:
 def test_rejects_an_empty_pool() -> None:
     with pytest.raises(ValueError):
         IOWorker(0)
+
+
+async def test_one_caller_at_a_time_keeps_to_one_thread() -> None:
+    # Idle threads all waiting on the queue would each be woken in turn by a job (and fight
+    # for the GIL): a lone caller's jobs go to the one thread it needs.
+    worker = IOWorker(4)
+    try:
+        idents = {await worker.run(threading.get_ident) for _ in range(200)}
+        assert len(idents) == 1
+    finally:
+        await worker.close()
+
+
+async def test_concurrent_jobs_get_up_to_threads_threads_and_no_more() -> None:
+    name = "test-pool-" + uuid.uuid4().hex[:8]
+    worker = IOWorker(3, name=name)
+    barrier = threading.Barrier(3, timeout=30)  # passes only with three jobs running at once
+    try:
+        assert await asyncio.gather(*(worker.run(barrier.wait) for _ in range(3))) is not None
+        await asyncio.gather(*(worker.run(time.sleep, 0.01) for _ in range(20)))
+        assert len(_threads_named(name)) == 3
+    finally:
+        await worker.close()
+    assert _wait_until(lambda: _threads_named(name) == [])

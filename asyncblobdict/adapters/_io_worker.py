@@ -6,8 +6,9 @@ about ten times the cost of reading a small file. Here workers take jobs from a
 finds the mailbox empty wakes the loop, and one loop callback then settles every result that
 has arrived since. Under load many results share one wakeup.
 
-One pool serves any number of event loops (each job remembers its loop), starts its threads
-on first use, and stops them on :meth:`IOWorker.close`; it may be used again afterwards.
+One pool serves any number of event loops (each job remembers its loop), starts a thread
+only when a job finds none idle (so one caller at a time keeps one thread busy, and a job wakes
+exactly that thread), and stops them on :meth:`IOWorker.close`; it may be used again afterwards.
 """
 
 from __future__ import annotations
@@ -65,10 +66,23 @@ class _Mailbox:
                 fut.set_exception(value)
 
 
-def _work(jobs: queue.SimpleQueue[_Job]) -> None:
+class _Pool:
+    """The queue and threads of one run of an IOWorker (between start and close)."""
+
+    __slots__ = ("idle", "jobs", "started")
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        # One token per job finished since, roughly "a thread is (about to be) idle": as in
+        # concurrent.futures.ThreadPoolExecutor, a job that takes one starts no thread.
+        self.idle = threading.Semaphore(0)
+        self.started = 0
+
+
+def _work(pool: _Pool) -> None:
     # A module-level function, so the threads hold no reference to the IOWorker and an
     # unclosed worker can still be garbage collected (its finalizer stops them).
-    get = jobs.get
+    get, idle = pool.jobs.get, pool.idle
     while True:
         fn, args, fut, mailbox = get()
         if fn is None:
@@ -77,6 +91,7 @@ def _work(jobs: queue.SimpleQueue[_Job]) -> None:
             return
         assert fut is not None and mailbox is not None
         if fut.cancelled():  # a benign racy read: at worst we do work nobody awaits
+            idle.release()
             continue
         try:
             ok, value = True, fn(*args)
@@ -85,14 +100,17 @@ def _work(jobs: queue.SimpleQueue[_Job]) -> None:
             if isinstance(exc, StopIteration):  # a future refuses it (PEP 479)
                 value = RuntimeError(f"{fn!r} raised StopIteration")
                 value.__cause__ = exc
+        # Free before the result is out: the caller it wakes may send the next job at once,
+        # and that job should find this thread rather than start another.
+        idle.release()
         mailbox.deliver(fut, ok, value)
         # Drop references while idle, so results and buffers are not kept alive.
         del fn, args, fut, mailbox, value
 
 
-def _stop(jobs: queue.SimpleQueue[_Job], count: int) -> None:
-    for _ in range(count):
-        jobs.put((None, (), None, None))
+def _stop(pool: _Pool) -> None:
+    for _ in range(pool.started):
+        pool.jobs.put((None, (), None, None))
 
 
 _all_workers: weakref.WeakSet[IOWorker] = weakref.WeakSet()
@@ -109,7 +127,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class IOWorker:
-    """A fixed pool of daemon threads running blocking calls for asyncio code.
+    """A pool of up to ``threads`` daemon threads running blocking calls for asyncio code.
 
     ``await worker.run(fn, *args)`` runs ``fn(*args)`` in a pool thread and returns its result
     (or raises its exception). If the awaiting task is cancelled before the job starts, the
@@ -122,14 +140,14 @@ class IOWorker:
         self.threads = threads
         self.name = name
         self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[_Job] | None = None
+        self._pool: _Pool | None = None
         self._finalizer: weakref.finalize[Any, IOWorker] | None = None
         self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
         self._last: tuple[asyncio.AbstractEventLoop | None, _Mailbox | None] = (None, None)
         _all_workers.add(self)
 
     def __repr__(self) -> str:
-        state = "running" if self._jobs is not None else "idle"
+        state = "running" if self._pool is not None else "idle"
         return f"IOWorker(threads={self.threads}, {state})"
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -139,10 +157,12 @@ class IOWorker:
         if last_loop is not loop or mailbox is None:
             mailbox = self._mailbox_for(loop)
         fut: asyncio.Future[T] = loop.create_future()
-        jobs = self._jobs
-        if jobs is None:
-            jobs = self._start()
-        jobs.put((fn, args, fut, mailbox))
+        pool = self._pool
+        if pool is None:
+            pool = self._start()
+        pool.jobs.put((fn, args, fut, mailbox))
+        if not pool.idle.acquire(blocking=False):
+            self._add_thread(pool)
         return fut
 
     def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
@@ -156,38 +176,44 @@ class IOWorker:
             self._last = (loop, mailbox)
             return mailbox
 
-    def _start(self) -> queue.SimpleQueue[_Job]:
+    def _start(self) -> _Pool:
         with self._lock:
-            if self._jobs is not None:
-                return self._jobs
-            jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-            for i in range(self.threads):
-                threading.Thread(
-                    target=_work, args=(jobs,), name=f"{self.name}-{i}", daemon=True
-                ).start()
-            self._finalizer = weakref.finalize(self, _stop, jobs, self.threads)
-            self._jobs = jobs
-            return jobs
+            if self._pool is not None:
+                return self._pool
+            pool = self._pool = _Pool()
+            self._finalizer = weakref.finalize(self, _stop, pool)
+            return pool
+
+    def _add_thread(self, pool: _Pool) -> None:
+        """Start one more thread for ``pool``, up to ``threads`` (none once it is closed)."""
+        with self._lock:
+            if self._pool is not pool or pool.started >= self.threads:
+                return
+            pool.started += 1
+            number = pool.started - 1
+        threading.Thread(
+            target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
+        ).start()
 
     async def close(self) -> None:
         """Stop the threads once the jobs already queued have run. Safe to call twice."""
         with self._lock:
-            jobs, self._jobs = self._jobs, None
+            pool, self._pool = self._pool, None
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None
-        if jobs is None:
+        if pool is None:
             return
         loop = asyncio.get_running_loop()
         mailbox = self._mailbox_for(loop)
-        done = [loop.create_future() for _ in range(self.threads)]
+        done = [loop.create_future() for _ in range(pool.started)]
         for fut in done:
-            jobs.put((None, (), fut, mailbox))
+            pool.jobs.put((None, (), fut, mailbox))
         await asyncio.gather(*done)
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._jobs = None
+        self._pool = None
         self._finalizer = None
         self._mailboxes = {}
         self._last = (None, None)
