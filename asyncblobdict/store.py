@@ -635,8 +635,9 @@ class AsyncBlobStore:
         """
         # As asyncio.shield(task), one loop iteration sooner: the task hands its outcome to
         # ``waiter`` itself instead of through a done-callback.
-        waiter: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(_run_into(write, waiter))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_T] = loop.create_future()
+        task = loop.create_task(_run_into(write, waiter))
         try:
             return await waiter
         except asyncio.CancelledError:
