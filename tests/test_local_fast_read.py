@@ -301,6 +301,65 @@ async def test_existing_folders_are_opened_in_one_openat2(
 
 
 @needs_openat2
+async def test_a_plain_root_is_not_opened_for_each_put_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no symlink in the root's own path, the key's folder and the lock file are each
+    # opened by their whole path in one openat2: the root is not opened (or closed) per call.
+    a = LocalFileAdapter(tmp_path / "root", durable=False)
+    real_open = os.open
+    opened: list[str] = []
+
+    def counted(path: Any, *args: Any, **kw: Any) -> int:
+        opened.append(os.fsdecode(path))
+        fd: int = real_open(path, *args, **kw)
+        return fd
+
+    try:
+        await a.put("c", "a/k", b"v0")
+        monkeypatch.setattr(os, "open", counted)
+        await a.put("c", "a/k", b"v1")
+        assert (await thread_read(a, "c", "a/k"))[0] == b"v1"
+        assert (await a.head("c", "a/k")) is not None
+        # Only names inside the key's open folder: the temp file and the value.
+        assert opened and not any(p.startswith("/") for p in opened), opened
+    finally:
+        await a.close()
+
+
+@needs_openat2
+@pytest.mark.parametrize("gone", ["lock folder", "root"])
+async def test_a_whole_path_walk_recreates_what_was_removed(tmp_path: Path, gone: str) -> None:
+    import shutil
+
+    a = LocalFileAdapter(tmp_path / "root", durable=False)
+    try:
+        await a.put("c", "a/k", b"v0")
+        shutil.rmtree(a.root / ".abd~locks" if gone == "lock folder" else a.root)
+        await a.put("c", "a/k", b"v1")  # the lock file's folder, or all, made again
+        assert (await thread_read(a, "c", "a/k"))[0] == b"v1"
+        assert (a.root / ".abd~locks").is_dir()
+    finally:
+        await a.close()
+
+
+@needs_openat2
+async def test_a_root_behind_a_symlink_is_opened_as_before(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    a = LocalFileAdapter(tmp_path / "link" / "root", durable=False)
+    try:
+        await a.put("c", "a/k", b"v")
+        assert not a._plain_root()
+        assert (await thread_read(a, "c", "a/k"))[0] == b"v"
+        assert (tmp_path / "real" / "root" / "c" / "a" / "k").read_bytes() == b"v"
+        await a.delete("c", "a/k")
+        assert await a.head("c", "a/k") is None
+    finally:
+        await a.close()
+
+
+@needs_openat2
 async def test_the_loop_stays_responsive_while_reads_would_block(
     adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

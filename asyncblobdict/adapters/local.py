@@ -20,9 +20,11 @@ process-safe                conditional writes and deletes (``Update``/``CREATE`
                             replace under ``fcntl.flock``; every write and delete takes the
                             lock, so an unconditional write cannot slip between a conditional
                             write's check and its replace
-contained                   folders are opened in one ``openat2`` with ``RESOLVE_BENEATH |
-                            RESOLVE_NO_SYMLINKS`` (Linux), else one segment at a time relative
-                            to their parent (``openat`` with ``O_NOFOLLOW``), so no key,
+contained                   folders are opened in one ``openat2`` (Linux) that follows no
+                            symlink: by whole path from a root path without symlinks, else
+                            relative to the root with ``RESOLVE_BENEATH``; elsewhere one
+                            segment at a time relative to their parent (``openat`` with
+                            ``O_NOFOLLOW``), so no key,
                             container name or symlink planted inside a container reaches
                             outside the root; each parent is closed once its child is open,
                             so an operation holds a few descriptors however deep the key
@@ -201,6 +203,9 @@ _FAST_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
 _FAST_DIRECT = RESOLVE_NO_SYMLINKS | RESOLVE_CACHED
 _AT_FDCWD = -100
 _BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+_WHOLE = RESOLVE_NO_SYMLINKS  # a whole path from a root path that holds no symlink
+# In a walk's descriptors, where the root's would be: it was not opened (see _walk).
+_NO_ROOT = -1
 # Looked up at call time, so tests can make them report "would block" or be slow.
 _preadv = getattr(os, "preadv", None)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
@@ -497,7 +502,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _close_all(fds: _Fds) -> None:
     for fd in reversed(fds):
-        os.close(fd)
+        if fd != _NO_ROOT:
+            os.close(fd)
 
 
 def _lstat(folder: int, name: str) -> os.stat_result | None:
@@ -563,6 +569,7 @@ class LocalFileAdapter:
         # Records go to an extended attribute until the filesystem says it has none.
         self._xattrs = _HAS_XATTR and _metadata_store == "auto"
         self._mark_kept = False  # whether a write saw its mtime mark kept to the nanosecond
+        self._root_is_plain: bool | None = None  # see _plain_root
         self._decoded: dict[bytes, _Record] = {}
         # Reading on the loop (see _get_fast): how, the device it is allowed on (the root's),
         # and how often it was done (tests look at these counters).
@@ -1787,8 +1794,18 @@ class LocalFileAdapter:
         once its child is open, so a deep key costs a bounded number of descriptors, not one
         per segment (openat on the open parent is what keeps the walk inside the root, and
         that needs only the parent). Raises _Missing if a folder does not exist (or is a
-        value) and ``create`` is false.
+        value) and ``create`` is false. The root's place holds _NO_ROOT when the folder was
+        opened by its whole path instead (``_close_all`` and ``_locked`` know it).
         """
+        if keep == 1 and _fastread.OPENAT2 and self._plain_root():
+            # The root's own path holds no symlink, and no container or key holds "..": one
+            # openat2 of the folder's whole path that follows no symlink stays beneath the
+            # root without opening it. (A symlink planted anywhere fails it: the walk below
+            # then says why.)
+            path = self._fast_prefix + os.fsencode("/".join([container, *folders]))
+            folder = _fastread.try_openat2(_AT_FDCWD, path, _ROOT_FLAGS, _WHOLE)
+            if folder >= 0:
+                return [_NO_ROOT, folder]
         try:
             root = os.open(self._root, _ROOT_FLAGS)
         except FileNotFoundError:
@@ -1883,13 +1900,30 @@ class LocalFileAdapter:
         exclusive for writers, ``shared`` for a reader that must not be overtaken."""
         return _StripeLock(self, root, container, key, shared)
 
+    def _plain_root(self) -> bool:
+        """Whether the root's path holds no symlink (looked at once)."""
+        if self._root_is_plain is None:
+            self._root_is_plain = os.path.realpath(self._root) == self._root
+        return self._root_is_plain
+
     def _open_lock(self, root: int, container: str, key: str) -> int:
-        """A new descriptor of the key's stripe lock file (see :class:`_StripeLock`)."""
+        """A new descriptor of the key's stripe lock file (see :class:`_StripeLock`);
+        ``root`` may be _NO_ROOT (a walk by whole path, see :meth:`_walk`)."""
         stripe = zlib.crc32(f"{container}/{key}".encode()) % LOCK_STRIPES
         if _fastread.OPENAT2:  # one call where there is openat2 and the lock folder exists
-            fd = _fastread.try_openat2(root, _LOCK_PATHS[stripe], _LOCK_FLAGS, _BENEATH, 0o666)
+            if root == _NO_ROOT:
+                path = self._fast_prefix + _LOCK_PATHS[stripe]
+                fd = _fastread.try_openat2(_AT_FDCWD, path, _LOCK_FLAGS, _WHOLE, 0o666)
+            else:
+                fd = _fastread.try_openat2(root, _LOCK_PATHS[stripe], _LOCK_FLAGS, _BENEATH, 0o666)
             if fd >= 0:
                 return fd
+        if root == _NO_ROOT:
+            root = os.open(self._root, _ROOT_FLAGS)
+            try:
+                return self._open_lock(root, container, key)
+            finally:
+                os.close(root)
         # Lock files hold no data, so their folder need not survive a crash.
         locks = self._open_folder(root, LOCK_FOLDER, container, key, 0, True, durable=False)
         try:
