@@ -34,9 +34,9 @@ class KeyState:
 
     ``data``: cached bytes (clean, or the pending value); None when nothing is cached or the
     pending change is a delete. ``copy``: the value of ``data`` decoded and put in marshal
-    form by the store on a first hit (``b""``: it cannot be), None until then; it goes with
-    ``data``. ``pending``: a write-back change not yet in storage, with its
-    ``content_type`` and ``metadata``.
+    form by the store on a first hit (``b""``: it cannot be, or has no room in
+    ``max_bytes``), None until then; it goes with ``data``. ``pending``: a write-back
+    change not yet in storage, with its ``content_type`` and ``metadata``.
     ``etag``: the version this store last read or wrote (ETAG mode), ABSENT when it last saw
     the key missing, None when it remembers none. ``version`` grows with every pending
     change, so a sync that wrote an older one does not mark a newer one clean.
@@ -252,14 +252,25 @@ class KeyTable:
             self._cached += 1
             self._bytes += len(data)
 
-    def set_copy(self, state: KeyState, copy: bytes) -> None:
+    def set_copy(self, key: str, state: KeyState, copy: bytes) -> None:
         """Keep the decoded form of the cached bytes (see :class:`KeyState`); it counts
-        toward ``max_bytes`` and goes when they do."""
+        toward ``max_bytes`` and goes when they do. Room for it is made by evicting other
+        idle entries, never its own: without room it is not kept (``b""``)."""
         assert state.data is not None and state.copy is None
         state.copy = copy
         self._bytes += len(copy)
-        if state.holders == 0:
-            self._evict()
+        max_bytes = self.max_bytes
+        if max_bytes is None or self._bytes <= max_bytes:
+            return
+        # Evicting the entry itself would drop its bytes with the copy: every later read
+        # would go to storage for a value that fits the cache alone.
+        idle = self._values.pop(key, 0) is None
+        self._evict()
+        if idle:
+            self._values[key] = None
+        if self._bytes > max_bytes:
+            self._bytes -= len(copy)
+            state.copy = b""
 
     def set_etag(self, state: KeyState, etag: str | Absent | None) -> None:
         """Remember the version this store last read or wrote."""

@@ -242,7 +242,7 @@ class AsyncBlobStore:
                 copy = marshal.dumps(value) if codec.decodes_plain(data) else b""
             except ValueError:  # nested too deeply for marshal
                 copy = b""
-            self._table.set_copy(state, copy)
+            self._table.set_copy(key, state, copy)
         return value
 
     async def get_binary(
