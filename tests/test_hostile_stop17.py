@@ -175,3 +175,26 @@ async def test_a_job_whose_thread_could_not_start_never_runs_later_and_close_ret
     # A hang detector, not a timing assertion: close() ends in microseconds or never.
     await asyncio.wait_for(worker.close(), timeout=30)
     assert ran == ["next"]
+
+
+async def test_a_thread_that_cannot_start_beside_running_ones_leaves_the_job_to_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = "hostile-" + uuid.uuid4().hex[:8]
+    start = threading.Thread.start
+
+    def second_fails(thread: threading.Thread) -> None:
+        if thread.name == f"{name}-1":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", second_fails)
+    worker = IOWorker(2, name=name)
+    release = threading.Event()
+    busy = worker.run(release.wait, 30)  # holds the one thread that starts
+    queued = worker.run(lambda: "ran")  # its thread cannot start: it waits for the first
+    assert not queued.done()
+    release.set()
+    assert await busy is True
+    assert await queued == "ran"
+    await asyncio.wait_for(worker.close(), timeout=30)  # a hang detector, as above

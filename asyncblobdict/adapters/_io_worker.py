@@ -160,9 +160,11 @@ class IOWorker:
         pool = self._pool
         if pool is None:
             pool = self._start()
-        pool.jobs.put((fn, args, fut, mailbox))
+        # The thread first: if none can start, nothing is queued (a queued job would run
+        # later, with the next one, though its caller was told it failed).
         if not pool.idle.acquire(blocking=False):
             self._add_thread(pool)
+        pool.jobs.put((fn, args, fut, mailbox))
         return fut
 
     def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
@@ -191,9 +193,18 @@ class IOWorker:
                 return
             pool.started += 1
             number = pool.started - 1
-        threading.Thread(
-            target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
+            ).start()
+        except BaseException:
+            # Not started (the system's thread limit...): close() must not wait for it.
+            # Threads already running will take the job; with none, the caller gets the error.
+            with self._lock:
+                pool.started -= 1
+                if pool.started:
+                    return
+            raise
 
     async def close(self) -> None:
         """Stop the threads once the jobs already queued have run. Safe to call twice."""
