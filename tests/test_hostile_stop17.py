@@ -65,6 +65,22 @@ async def test_a_copy_never_evicts_its_own_entry_beside_pending_changes() -> Non
     await store.close()
 
 
+
+async def test_a_pending_change_makes_room_in_the_cache_at_once() -> None:
+    # Defect (older than the copy; found by the model test below): a write-back change
+    # counted toward cache_max_bytes but evicted nothing, so idle values stayed cached past
+    # the bound until some later read or sync.
+    store = AsyncBlobStore(MemoryAdapter(), "c", "write_back", cache_max_bytes=40)
+    await store.set_json("b", "y" * 20)  # 22 bytes
+    await store.sync()
+    await store.set_binary("a", b"z" * 30)  # 30 pending bytes: b must go
+    assert store._table.total_bytes <= 40
+    b = store._table.peek("b")
+    assert b is None or b.data is None
+    assert await store.get_json("b") == "y" * 20  # still in storage
+    await store.sync()
+    await store.close()
+
 # -- 2: store writes hand their outcome to a waiter ----------------------------------------
 
 
@@ -198,3 +214,209 @@ async def test_a_thread_that_cannot_start_beside_running_ones_leaves_the_job_to_
     assert await busy is True
     assert await queued == "ran"
     await asyncio.wait_for(worker.close(), timeout=30)  # a hang detector, as above
+
+
+# -- 1 (held): the copy against a model, over every operation that changes a key --------------
+
+_RAW_JSON = [
+    b'{"a": NaN, "b": Infinity, "c": -Infinity, "d": -0.0}',
+    b"[1e400, -1e400, 1E-400]",
+    b"123456789012345678901234567890123456789012345678901234567890",
+    b'"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"',
+    b'"\\u00e9\\ud83d\\ude00"',
+    b'{"_bdtype_": "set", "items": [1, 2]}',
+    b'{"\\u005fbdtype_": "tuple", "items": [1, 2]}',
+    b'{"a": 1, "a": 2, "b": [true, false, null]}',
+    b"[" * 300 + b"]" * 300,
+    b'{"k": "\\"quoted\\" \\\\ \\/ \\n"}',
+    b"1.0",
+    b"1",
+    b"not json",
+    b"",
+]
+
+
+def _same_nan(a: Any, b: Any) -> bool:
+    """``same`` (exact types all the way down), where NaN equals NaN."""
+    from tests.test_codec import same
+
+    if type(a) is float and type(b) is float and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_nan(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_nan(x, y) for x, y in zip(a, b, strict=True))
+    return same(a, b)
+
+
+def _check_table(store: AsyncBlobStore) -> None:
+    import marshal
+
+    from asyncblobdict import codec
+
+    table = store._table
+    states = list(table._states.values())
+    assert table.total_bytes == sum(s.size + len(s.copy or b"") for s in states)
+    for state in states:
+        assert state.data is not None or state.copy is None
+        if state.copy:
+            assert _same_nan(marshal.loads(state.copy), codec.decode(state.data or b""))
+    if table.max_bytes is not None and table._values:
+        assert table.total_bytes <= table.max_bytes
+
+
+def _ops() -> Any:
+    from hypothesis import strategies as st
+
+    from tests.test_codec import values as codec_values
+
+    keys = st.sampled_from(["a", "b", "c/d"])
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("set_json"), keys, codec_values),
+            st.tuples(st.just("set_binary"), keys, st.sampled_from(_RAW_JSON)),
+            st.tuples(st.just("get_json"), keys, st.none()),
+            st.tuples(st.just("get_binary"), keys, st.none()),
+            st.tuples(st.just("delete"), keys, st.none()),
+            st.tuples(st.just("update"), keys, st.none()),
+            st.tuples(st.just("discard"), keys, st.none()),
+            st.tuples(st.just("sync"), keys, st.none()),
+            st.tuples(st.just("ttl"), keys, st.sampled_from(["x", [1, 2], {"y": 1.5}])),
+            st.tuples(st.just("tick"), keys, st.none()),
+            st.tuples(st.just("other_writer"), keys, st.sampled_from(_RAW_JSON)),
+        ),
+        max_size=40,
+    )
+
+
+def _cache_model_test() -> Any:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from asyncblobdict import BlobNotFoundError, SerializationError, codec
+
+    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        ops=_ops(),
+        mode=st.sampled_from(["write_through", "write_back"]),
+        max_bytes=st.sampled_from([0, 40, 120, 400, None]),
+    )
+    def test(ops: list[tuple[str, str, Any]], mode: str, max_bytes: int | None) -> None:
+        async def main() -> None:
+            now = [1_000_000.0]
+            adapter = MemoryAdapter()
+            store = AsyncBlobStore(
+                adapter, "c", mode, cache_max_bytes=max_bytes, clock=lambda: now[0]
+            )
+            other = AsyncBlobStore(adapter, "c")
+            # What this store must read: its own view (pending changes included).
+            model: dict[str, tuple[bytes, float | None]] = {}
+            stored: dict[str, tuple[bytes, float | None]] = {}  # what storage holds
+            # Keys another writer changed: (what this store may still have cached, new).
+            either: dict[str, tuple[bytes | None, bytes]] = {}
+
+            def view(key: str) -> bytes | None:
+                entry = model.get(key)
+                if entry is None or (entry[1] is not None and entry[1] <= now[0]):
+                    return None
+                return entry[0]
+
+            for op, key, arg in ops:
+                if op in ("set_json", "set_binary", "ttl", "delete", "update"):
+                    either.pop(key, None)
+                if op == "set_json":
+                    data = codec.encode(arg)
+                    await store.set_json(key, arg)
+                    model[key] = (data, None)
+                elif op == "set_binary" or op == "other_writer":
+                    if op == "other_writer":
+                        if mode == "write_back" and key in store.dirty_keys():
+                            continue  # the store's pending change wins at sync
+                        await other.set_binary(key, arg)
+                        # This store may read its cached bytes until they are evicted or
+                        # expire (the cache's promise), then the new ones: either may come.
+                        either[key] = (view(key), arg)
+                        model[key] = stored[key] = (arg, None)
+                        continue
+                    await store.set_binary(key, arg)
+                    model[key] = (arg, None)
+                elif op == "ttl":
+                    data = codec.encode(arg)
+                    await store.set_json(key, arg, ttl=10)
+                    model[key] = (data, now[0] + 10)
+                elif op == "tick":
+                    now[0] += 6
+                elif op == "delete":
+                    await store.delete(key)
+                    model.pop(key, None)
+                elif op == "discard":
+                    if key in store.dirty_keys():
+                        either.pop(key, None)
+                        store.discard_changes(key)
+                        if key in stored:
+                            model[key] = stored[key]
+                        else:
+                            model.pop(key, None)
+                elif op == "sync":
+                    await store.sync()
+                    stored = dict(model)
+                elif op == "update":
+                    expected = view(key)
+                    try:
+                        current = codec.decode(expected) if expected is not None else None
+                    except SerializationError:
+                        current = None
+                    if not isinstance(current, list):
+                        continue
+                    new = await store.update_json(key, lambda v: [*v, "u"])
+                    assert _same_nan(new, [*current, "u"])
+                    entry = model[key]
+                    model[key] = (codec.encode([*current, "u"]), entry[1])
+                elif op in ("get_json", "get_binary"):
+                    expected = view(key)
+                    if key in either:
+                        # Which one comes is the cache's business; then it stays so.
+                        old, new_bytes = either[key]
+                        try:
+                            seen: bytes | None = await store.get_binary(key)
+                        except BlobNotFoundError:
+                            seen = None
+                        assert seen in (old, new_bytes), (seen, old, new_bytes)
+                        if seen == new_bytes:
+                            del either[key]
+                        expected = seen
+                    for _ in range(2):
+                        if expected is None:
+                            with pytest.raises(BlobNotFoundError):
+                                await getattr(store, op)(key)
+                            continue
+                        if op == "get_binary":
+                            assert await store.get_binary(key) == expected
+                            continue
+                        try:
+                            want = codec.decode(expected)
+                        except SerializationError:
+                            with pytest.raises(SerializationError):
+                                await store.get_json(key)
+                            continue
+                        got = await store.get_json(key)
+                        assert _same_nan(got, want), (key, got, want)
+                        if isinstance(got, list):
+                            got.append("mutated")  # the next hit is a fresh copy
+                        elif isinstance(got, dict):
+                            got["mutated"] = True
+                if mode == "write_through" and op not in ("get_json", "get_binary"):
+                    stored = dict(model)
+                _check_table(store)
+            store.discard_changes()
+            await store.close()
+            await other.close()
+
+        asyncio.run(main())
+
+    return test
+
+
+test_cache_hits_match_a_model_of_every_change = _cache_model_test()
