@@ -320,6 +320,7 @@ class KeyTable:
     def _settle(self, key: str, state: KeyState) -> None:
         """File an idle key under the LRU lists, or forget it when it holds nothing."""
         if state.pending:
+            self._evict()  # its bytes count, and only the idle entries can make room
             return
         if state.data is None and state.etag is None:
             del self._states[key]
