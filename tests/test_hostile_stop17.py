@@ -420,3 +420,111 @@ def _cache_model_test() -> Any:
 
 
 test_cache_hits_match_a_model_of_every_change = _cache_model_test()
+
+
+# -- 2 (held): cancel a write at every step, once or twice -----------------------------------
+
+
+class _Steps(MemoryAdapter):
+    """A memory adapter whose put and delete take a few loop steps before and after landing."""
+
+    async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        etag = await super().put(container, key, data, **kw)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return etag
+
+    async def delete(self, container: str, key: str, **kw: Any) -> None:
+        for _ in range(2):
+            await asyncio.sleep(0)
+        await super().delete(container, key, **kw)
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("twice", [False, True])
+@pytest.mark.parametrize("cache_mode", ["none", "write_through"])
+async def test_a_write_cancelled_at_any_step_keeps_the_store_consistent(
+    tmp_path: Path, cache_mode: str, twice: bool
+) -> None:
+    import gc
+
+    from asyncblobdict import LocalFileAdapter
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    for adapter in (_Steps(), LocalFileAdapter(tmp_path)):
+        store = AsyncBlobStore(adapter, "c", cache_mode, "etag")
+        await store.set_json("k", 0)
+        for step in range(14):
+            for operation in ("set", "delete", "update"):
+                if operation == "set":
+                    call = store.set_json("k", step)
+                elif operation == "delete":
+                    call = store.delete("k")
+                else:
+                    call = store.update_json("k", lambda v: [v, "updated"], default=0)
+                task = asyncio.ensure_future(call)
+                for _ in range(step):
+                    await asyncio.sleep(0)
+                task.cancel()
+                if twice:
+                    await asyncio.sleep(0)
+                    task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                # The key is free again (a detached write releases it when it ends), the
+                # store's remembered version is its own write's, and the cache agrees with
+                # storage: the next conditional write passes and reads see it.
+                await store.set_json("k", ["after", step, operation])
+                assert await store.get_json("k") == ["after", step, operation]
+                fresh = AsyncBlobStore(adapter, "c", owns_adapter=False)
+                assert await fresh.get_json("k") == ["after", step, operation]
+                await fresh.close()
+        await store.close()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []
+
+
+@pytest.mark.parametrize("cache_mode", ["none", "write_back"])
+async def test_close_waits_for_a_detached_write_before_closing_the_adapter(
+    tmp_path: Path, cache_mode: str
+) -> None:
+    from asyncblobdict import LocalFileAdapter
+
+    adapter = LocalFileAdapter(tmp_path)
+    store = AsyncBlobStore(adapter, "c", cache_mode, "etag")
+    await store.set_json("k", 1)
+    await store.sync()
+    release = threading.Event()
+    put = adapter._put_sync
+
+    def slow_put(*args: Any) -> str:
+        release.wait(30)
+        return put(*args)
+
+    adapter._put_sync = slow_put  # type: ignore[method-assign]
+    if cache_mode == "write_back":
+        await store.set_json("k", 2)  # pending: the sync writes it
+        write = asyncio.ensure_future(store.sync())
+    else:
+        write = asyncio.ensure_future(store.set_json("k", 2))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the job is in an I/O thread, held there
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    closing = asyncio.ensure_future(store.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done()  # the detached write still holds its key
+    release.set()
+    await closing
+    adapter._put_sync = put  # type: ignore[method-assign]
+    async with AsyncBlobStore(LocalFileAdapter(tmp_path), "c") as reader:
+        assert await reader.get_json("k") == 2
