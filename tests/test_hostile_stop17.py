@@ -8,6 +8,7 @@ Each test that found a defect says so; the others assert what the new code could
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -65,7 +66,6 @@ async def test_a_copy_never_evicts_its_own_entry_beside_pending_changes() -> Non
     await store.close()
 
 
-
 async def test_a_pending_change_makes_room_in_the_cache_at_once() -> None:
     # Defect (older than the copy; found by the model test below): a write-back change
     # counted toward cache_max_bytes but evicted nothing, so idle values stayed cached past
@@ -80,6 +80,7 @@ async def test_a_pending_change_makes_room_in_the_cache_at_once() -> None:
     assert await store.get_json("b") == "y" * 20  # still in storage
     await store.sync()
     await store.close()
+
 
 # -- 2: store writes hand their outcome to a waiter ----------------------------------------
 
@@ -186,7 +187,7 @@ async def test_a_job_whose_thread_could_not_start_never_runs_later_and_close_ret
     ran: list[str] = []
     with pytest.raises(RuntimeError):
         worker.run(ran.append, "refused")
-    assert await worker.run(ran.append, "next") is None
+    await worker.run(ran.append, "next")
     assert ran == ["next"]
     # A hang detector, not a timing assertion: close() ends in microseconds or never.
     await asyncio.wait_for(worker.close(), timeout=30)
@@ -473,10 +474,8 @@ async def test_a_write_cancelled_at_any_step_keeps_the_store_consistent(
                 if twice:
                     await asyncio.sleep(0)
                     task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
                 # The key is free again (a detached write releases it when it ends), the
                 # store's remembered version is its own write's, and the cache agrees with
                 # storage: the next conditional write passes and reads see it.
@@ -493,7 +492,7 @@ async def test_a_write_cancelled_at_any_step_keeps_the_store_consistent(
 
 @pytest.mark.parametrize("cache_mode", ["none", "write_back"])
 async def test_close_waits_for_a_detached_write_before_closing_the_adapter(
-    tmp_path: Path, cache_mode: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_mode: str
 ) -> None:
     from asyncblobdict import LocalFileAdapter
 
@@ -508,7 +507,8 @@ async def test_close_waits_for_a_detached_write_before_closing_the_adapter(
         release.wait(30)
         return put(*args)
 
-    adapter._put_sync = slow_put  # type: ignore[method-assign]
+    monkeypatch.setattr(adapter, "_put_sync", slow_put)
+    write: asyncio.Future[Any]
     if cache_mode == "write_back":
         await store.set_json("k", 2)  # pending: the sync writes it
         write = asyncio.ensure_future(store.sync())
@@ -525,6 +525,206 @@ async def test_close_waits_for_a_detached_write_before_closing_the_adapter(
     assert not closing.done()  # the detached write still holds its key
     release.set()
     await closing
-    adapter._put_sync = put  # type: ignore[method-assign]
+    monkeypatch.undo()
     async with AsyncBlobStore(LocalFileAdapter(tmp_path), "c") as reader:
         assert await reader.get_json("k") == 2
+
+
+# -- 4: local writes: marks that say where the record went -----------------------------------
+
+
+def _sidecars(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".abd-meta-" in p.name]
+
+
+def _quoted_md5(data: bytes) -> str:
+    import hashlib
+
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+def _round_utime(monkeypatch: pytest.MonkeyPatch, granularity_ns: int) -> None:
+    """Make the filesystem keep mtimes only to ``granularity_ns`` (as FAT, HFS+, some
+    network filesystems do), rounding down as they do."""
+    import os
+
+    real = os.utime
+
+    def utime(path: Any, *args: Any, ns: Any = None, **kw: Any) -> None:
+        if ns is None:
+            real(path, *args, **kw)
+        else:
+            real(path, *args, ns=tuple(t - t % granularity_ns for t in ns), **kw)
+
+    monkeypatch.setattr(os, "utime", utime)
+
+
+@pytest.mark.parametrize("granularity_ns", [1, 2, 1000, 1_000_000_000])
+@pytest.mark.parametrize("store", ["auto", "sidecar"])
+async def test_records_stay_right_and_sidecars_go_whatever_the_mtime_granularity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, granularity_ns: int
+) -> None:
+    import os
+
+    from asyncblobdict import LocalFileAdapter
+    from asyncblobdict.adapters import local as local_module
+
+    _round_utime(monkeypatch, granularity_ns)
+    a = LocalFileAdapter(tmp_path, _metadata_store=store)  # type: ignore[arg-type]
+    big = local_module.SMALL_VALUE_BYTES * 4
+    for i in range(6):
+        data = bytes([65 + i]) * (big if i % 2 else 10)
+        etag = await a.put("c", "k", data, content_type=f"t/{i}", metadata={"i": str(i)})
+        assert etag == _quoted_md5(data)
+        got, info = await a.get("c", "k")
+        assert got == data and info.etag == etag
+        assert (info.content_type, dict(info.metadata)) == (f"t/{i}", {"i": str(i)})
+        assert len(_sidecars(tmp_path)) <= (1 if store == "sidecar" else 0)
+    # Changed in place by another program (same size), its mtime then set back to what the
+    # filesystem kept: where that is not the exact (odd) mark, the record proves nothing
+    # and the ETag follows the bytes. (A program restoring an exact mark is the documented
+    # limit of the proof.)
+    path = tmp_path / "c" / "k"
+    st = path.stat()
+    changed = b"Z" * st.st_size
+    with open(path, "r+b") as f:
+        f.write(changed)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if granularity_ns > 1:
+        info2 = await a.head("c", "k")
+        assert info2 is not None and info2.etag == _quoted_md5(changed)
+    await a.delete("c", "k")
+    assert _sidecars(tmp_path) == []
+    await a.close()
+
+
+async def test_mixed_adapters_alternating_on_one_key_never_mix_records(tmp_path: Path) -> None:
+    from asyncblobdict import LocalFileAdapter
+    from asyncblobdict.adapters import local as local_module
+
+    auto = LocalFileAdapter(tmp_path)
+    side = LocalFileAdapter(tmp_path, _metadata_store="sidecar")
+    huge_meta = {f"m{i}": "v" * 200 for i in range(30)}  # too big for an ext4 attribute
+    big = local_module.SMALL_VALUE_BYTES * 4
+    for i in range(12):
+        writer = (auto, side)[i % 2]
+        meta = huge_meta if i % 3 == 0 else {"i": str(i)}
+        data = bytes([97 + i]) * (big if i % 4 < 2 else 7)
+        etag = await writer.put("c", "k", data, content_type=f"t/{i}", metadata=meta)
+        for reader in (auto, side):
+            got, info = await reader.get("c", "k")
+            assert got == data and info.etag == etag == _quoted_md5(data)
+            assert (info.content_type, dict(info.metadata)) == (f"t/{i}", meta)
+            head = await reader.head("c", "k")
+            assert head is not None and head.etag == etag and dict(head.metadata) == meta
+        assert len(_sidecars(tmp_path)) <= 1  # never an orphan beside the live one
+    await side.delete("c", "k")
+    assert _sidecars(tmp_path) == []
+    await auto.close()
+    await side.close()
+
+
+async def test_a_mark_assumed_kept_on_a_rounding_filesystem_proves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once one write saw its mark kept exactly, later writes skip the fstat and record the
+    # mark as kept. A later write that lands where mtimes are rounded (a mount inside the
+    # root) then records a mark the file does not have: it must prove nothing.
+    import os
+
+    from asyncblobdict import LocalFileAdapter
+    from asyncblobdict.adapters import local as local_module
+
+    a = LocalFileAdapter(tmp_path)
+    await a.put("c", "first", b"x")
+    assert a._mark_kept
+    _round_utime(monkeypatch, 1000)
+    data = b"A" * (local_module.SMALL_VALUE_BYTES * 4)
+    await a.put("c", "k", data, content_type="t/a", metadata={"v": "1"})
+    path = tmp_path / "c" / "k"
+    st = path.stat()
+    changed = b"B" * len(data)
+    with open(path, "r+b") as f:
+        f.write(changed)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    got, info = await a.get("c", "k")
+    assert got == changed and info.etag == _quoted_md5(changed)
+    assert (info.content_type, dict(info.metadata)) == ("t/a", {"v": "1"})
+    await a.close()
+
+
+async def test_a_forked_child_gets_threads_of_its_own(tmp_path: Path) -> None:
+    import os
+    import warnings
+
+    from asyncblobdict import LocalFileAdapter
+
+    a = LocalFileAdapter(tmp_path, durable=False, io_threads=2)
+    await asyncio.gather(*(a.put("c", f"k{i}", b"parent") for i in range(8)))  # threads run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+
+            async def child() -> None:
+                await asyncio.gather(*(a.put("c", f"k{i}", b"child") for i in range(8)))
+                for i in range(8):
+                    assert (await a.get("c", f"k{i}"))[0] == b"child"
+                await a.close()
+
+            # A thread of its own: this one still has the parent's running loop set.
+            done: list[bool] = []
+
+            def run_child() -> None:
+                try:
+                    asyncio.run(child())
+                    done.append(True)
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+
+            t = threading.Thread(target=run_child)
+            t.start()
+            t.join(30)
+            code = 0 if done == [True] else 2
+        finally:
+            os._exit(code)
+    status = None
+    for _ in range(3000):  # a hang detector: the child ends in milliseconds or never
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (await a.get("c", "k0"))[0] == b"child"
+    await a.close()
+
+
+async def test_conditional_writes_of_many_adapters_in_threads_lose_no_update(
+    tmp_path: Path,
+) -> None:
+    from asyncblobdict import LocalFileAdapter
+
+    async def bump(n: int) -> None:
+        async with AsyncBlobStore(LocalFileAdapter(tmp_path, durable=False), "c") as store:
+            for _ in range(n):
+                await store.update_json("counter", lambda v: v + 1, default=0)
+
+    def in_own_loop() -> None:
+        asyncio.run(bump(25))
+
+    threads = [threading.Thread(target=in_own_loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    await bump(25)
+    for t in threads:
+        await asyncio.to_thread(t.join, 60)
+    async with AsyncBlobStore(LocalFileAdapter(tmp_path), "c") as store:
+        assert await store.get_json("counter") == 100
