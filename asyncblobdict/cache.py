@@ -263,9 +263,10 @@ class KeyTable:
         if max_bytes is None or self._bytes <= max_bytes:
             return
         # Evicting the entry itself would drop its bytes with the copy: every later read
-        # would go to storage for a value that fits the cache alone.
+        # would go to storage for a value that fits the cache alone. (Values only: the
+        # ETag bound is not this change's business, and could forget the key itself.)
         idle = self._values.pop(key, 0) is None
-        self._evict()
+        self._evict_values()
         if idle:
             self._values[key] = None
         if self._bytes > max_bytes:
@@ -332,7 +333,19 @@ class KeyTable:
         self._evict()
 
     def _evict(self) -> None:
-        max_entries, max_bytes, max_etags = self.max_entries, self.max_bytes, self.max_etags
+        self._evict_values()
+        max_etags = self.max_etags
+        while self._etags and max_etags is not None and self._remembered > max_etags:
+            self.eviction_steps += 1
+            key, _ = self._etags.popitem(last=False)
+            state = self._states.pop(key)
+            # A cached value without the version it came from would be written blindly.
+            self._values.pop(key, None)
+            self.set_data(state, None)
+            self.set_etag(state, None)
+
+    def _evict_values(self) -> None:
+        max_entries, max_bytes = self.max_entries, self.max_bytes
         while self._values and (
             (max_entries is not None and self._cached > max_entries)
             or (max_bytes is not None and self._bytes > max_bytes)
@@ -343,11 +356,3 @@ class KeyTable:
             self.set_data(state, None)
             if state.etag is None:
                 del self._states[key]
-        while self._etags and max_etags is not None and self._remembered > max_etags:
-            self.eviction_steps += 1
-            key, _ = self._etags.popitem(last=False)
-            state = self._states.pop(key)
-            # A cached value without the version it came from would be written blindly.
-            self._values.pop(key, None)
-            self.set_data(state, None)
-            self.set_etag(state, None)
