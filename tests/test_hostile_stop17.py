@@ -303,13 +303,24 @@ def _cache_model_test() -> Any:
         ops=_ops(),
         mode=st.sampled_from(["write_through", "write_back"]),
         max_bytes=st.sampled_from([0, 40, 120, 400, None]),
+        etag_memory=st.sampled_from([None, 0, 1, 2]),
     )
-    def test(ops: list[tuple[str, str, Any]], mode: str, max_bytes: int | None) -> None:
+    def test(
+        ops: list[tuple[str, str, Any]], mode: str, max_bytes: int | None, etag_memory: int | None
+    ) -> None:
+        # etag_memory None: no ETAG mode; else ETAG mode remembering that many keys (then
+        # no other writer: this store's writes would rightly conflict with it).
         async def main() -> None:
             now = [1_000_000.0]
             adapter = MemoryAdapter()
             store = AsyncBlobStore(
-                adapter, "c", mode, cache_max_bytes=max_bytes, clock=lambda: now[0]
+                adapter,
+                "c",
+                mode,
+                "none" if etag_memory is None else "etag",
+                cache_max_bytes=max_bytes,
+                etag_memory=etag_memory,
+                clock=lambda: now[0],
             )
             other = AsyncBlobStore(adapter, "c")
             # What this store must read: its own view (pending changes included).
@@ -333,6 +344,8 @@ def _cache_model_test() -> Any:
                     model[key] = (data, None)
                 elif op == "set_binary" or op == "other_writer":
                     if op == "other_writer":
+                        if etag_memory is not None:
+                            continue
                         if mode == "write_back" and key in store.dirty_keys():
                             continue  # the store's pending change wins at sync
                         await other.set_binary(key, arg)
