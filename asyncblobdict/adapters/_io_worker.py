@@ -197,8 +197,10 @@ class IOWorker:
             threading.Thread(
                 target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
             ).start()
-        except BaseException:
-            # Not started (the system's thread limit...): close() must not wait for it.
+        except RuntimeError:
+            # Not started ("can't start new thread": the system's limit): close() must not
+            # wait for it. (Anything else, as KeyboardInterrupt while start() waits for the
+            # thread to run, may come from a thread that did start: it stays counted.)
             # Threads already running will take the job; with none, the caller gets the error.
             with self._lock:
                 pool.started -= 1
