@@ -778,3 +778,37 @@ async def test_a_copy_made_while_another_key_is_being_written_keeps_the_table_wh
         assert await store.get_json(f"k{i}") == "y" * 20
     assert await store.get_json("a") == "x" * 30
     await store.close()
+
+
+async def test_a_job_sent_as_another_thread_closes_the_pool_still_runs() -> None:
+    # Defect (older than the on-demand threads): run() took the pool, close() ran in another
+    # thread's loop (stopping every thread), and the job went into the closed pool's queue
+    # behind the stop marks, where no thread would ever take it: its caller waited forever.
+    worker = IOWorker(1, name="hostile-" + uuid.uuid4().hex[:8])
+    await worker.run(lambda: None)  # one thread, and one idle token
+    pool = worker._pool
+    assert pool is not None
+    closed = threading.Event()
+
+    class ClosingFirst:
+        """The pool's idle semaphore, but the first look at it lets another thread close."""
+
+        def __init__(self, inner: threading.Semaphore) -> None:
+            self.inner = inner
+
+        def acquire(self, blocking: bool = True) -> bool:
+            if not closed.is_set():
+                other = threading.Thread(target=lambda: asyncio.run(worker.close()))
+                other.start()
+                other.join(30)
+                closed.set()
+            return self.inner.acquire(blocking)
+
+        def release(self) -> None:
+            self.inner.release()
+
+    pool.idle = ClosingFirst(pool.idle)  # type: ignore[assignment]
+    job = worker.run(lambda: "ran")
+    assert closed.is_set()
+    assert await asyncio.wait_for(job, timeout=30) == "ran"  # a hang detector
+    await worker.close()
