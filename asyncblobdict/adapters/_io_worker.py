@@ -108,6 +108,17 @@ def _work(pool: _Pool) -> None:
         del fn, args, fut, mailbox, value
 
 
+def _rescue(pool: _Pool, name: str) -> None:
+    """Run the jobs of a pool closed as they were sent (from another thread).
+
+    Such a job may sit behind the stop marks close() sent, one per thread, with no thread
+    left to take it. One more thread with one more mark takes every job before the last
+    mark (each thread takes exactly one); it is not counted, so close() waits as it would.
+    """
+    threading.Thread(target=_work, args=(pool,), name=f"{name}-late", daemon=True).start()
+    pool.jobs.put((None, (), None, None))
+
+
 def _stop(pool: _Pool) -> None:
     for _ in range(pool.started):
         pool.jobs.put((None, (), None, None))
@@ -165,6 +176,8 @@ class IOWorker:
         if not pool.idle.acquire(blocking=False):
             self._add_thread(pool)
         pool.jobs.put((fn, args, fut, mailbox))
+        if self._pool is not pool:
+            _rescue(pool, self.name)  # closed by another thread meanwhile
         return fut
 
     def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
