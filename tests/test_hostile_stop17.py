@@ -812,3 +812,32 @@ async def test_a_job_sent_as_another_thread_closes_the_pool_still_runs() -> None
     assert closed.is_set()
     assert await asyncio.wait_for(job, timeout=30) == "ran"  # a hang detector
     await worker.close()
+
+
+def test_a_write_task_destroyed_with_its_loop_raises_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A loop closed (without cancelling its tasks) while a write is in flight: its task is
+    # destroyed (asyncio says so). The write task must then not try to hand anything to
+    # the closed loop (it did, once it handed every BaseException on: an unraisable
+    # RuntimeError "Event loop is closed" from the coroutine's close).
+    import gc
+    import sys
+
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    class Hanging(MemoryAdapter):
+        async def put(self, container: str, key: str, data: bytes, **kw: Any) -> str:
+            await asyncio.Event().wait()
+            raise AssertionError("never reached")
+
+    loop = asyncio.new_event_loop()
+    store = AsyncBlobStore(Hanging(), "c")
+    task = loop.create_task(store.set_json("k", 1))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    del task, store
+    with contextlib.suppress(Exception):
+        gc.collect()
+    assert [u.exc_value for u in unraisable] == []
