@@ -72,6 +72,8 @@ async def _run_into(write: Coroutine[Any, Any, _T], waiter: asyncio.Future[_T]) 
     except asyncio.CancelledError:
         waiter.cancel()
         raise
+    except GeneratorExit:  # the task is destroyed unfinished (its loop closed): nobody waits
+        raise
     except BaseException as exc:  # any other: the caller waits for it (as with shield)
         if waiter.done():
             raise
