@@ -34,9 +34,9 @@ class KeyState:
 
     ``data``: cached bytes (clean, or the pending value); None when nothing is cached or the
     pending change is a delete. ``copy``: the value of ``data`` decoded and put in marshal
-    form by the store on a first hit (``b""``: it cannot be), None until then; it goes with
-    ``data``. ``pending``: a write-back change not yet in storage, with its
-    ``content_type`` and ``metadata``.
+    form by the store on a first hit (``b""``: it cannot be, or has no room in
+    ``max_bytes``), None until then; it goes with ``data``. ``pending``: a write-back
+    change not yet in storage, with its ``content_type`` and ``metadata``.
     ``etag``: the version this store last read or wrote (ETAG mode), ABSENT when it last saw
     the key missing, None when it remembers none. ``version`` grows with every pending
     change, so a sync that wrote an older one does not mark a newer one clean.
@@ -252,14 +252,26 @@ class KeyTable:
             self._cached += 1
             self._bytes += len(data)
 
-    def set_copy(self, state: KeyState, copy: bytes) -> None:
+    def set_copy(self, key: str, state: KeyState, copy: bytes) -> None:
         """Keep the decoded form of the cached bytes (see :class:`KeyState`); it counts
-        toward ``max_bytes`` and goes when they do."""
+        toward ``max_bytes`` and goes when they do. Room for it is made by evicting other
+        idle entries, never its own: without room it is not kept (``b""``)."""
         assert state.data is not None and state.copy is None
         state.copy = copy
         self._bytes += len(copy)
-        if state.holders == 0:
-            self._evict()
+        max_bytes = self.max_bytes
+        if max_bytes is None or self._bytes <= max_bytes:
+            return
+        # Evicting the entry itself would drop its bytes with the copy: every later read
+        # would go to storage for a value that fits the cache alone. (Values only: the
+        # ETag bound is not this change's business, and could forget the key itself.)
+        idle = self._values.pop(key, 0) is None
+        self._evict_values()
+        if idle:
+            self._values[key] = None
+        if self._bytes > max_bytes:
+            self._bytes -= len(copy)
+            state.copy = b""
 
     def set_etag(self, state: KeyState, etag: str | Absent | None) -> None:
         """Remember the version this store last read or wrote."""
@@ -309,6 +321,7 @@ class KeyTable:
     def _settle(self, key: str, state: KeyState) -> None:
         """File an idle key under the LRU lists, or forget it when it holds nothing."""
         if state.pending:
+            self._evict()  # its bytes count, and only the idle entries can make room
             return
         if state.data is None and state.etag is None:
             del self._states[key]
@@ -320,7 +333,19 @@ class KeyTable:
         self._evict()
 
     def _evict(self) -> None:
-        max_entries, max_bytes, max_etags = self.max_entries, self.max_bytes, self.max_etags
+        self._evict_values()
+        max_etags = self.max_etags
+        while self._etags and max_etags is not None and self._remembered > max_etags:
+            self.eviction_steps += 1
+            key, _ = self._etags.popitem(last=False)
+            state = self._states.pop(key)
+            # A cached value without the version it came from would be written blindly.
+            self._values.pop(key, None)
+            self.set_data(state, None)
+            self.set_etag(state, None)
+
+    def _evict_values(self) -> None:
+        max_entries, max_bytes = self.max_entries, self.max_bytes
         while self._values and (
             (max_entries is not None and self._cached > max_entries)
             or (max_bytes is not None and self._bytes > max_bytes)
@@ -331,11 +356,3 @@ class KeyTable:
             self.set_data(state, None)
             if state.etag is None:
                 del self._states[key]
-        while self._etags and max_etags is not None and self._remembered > max_etags:
-            self.eviction_steps += 1
-            key, _ = self._etags.popitem(last=False)
-            state = self._states.pop(key)
-            # A cached value without the version it came from would be written blindly.
-            self._values.pop(key, None)
-            self.set_data(state, None)
-            self.set_etag(state, None)

@@ -72,7 +72,9 @@ async def _run_into(write: Coroutine[Any, Any, _T], waiter: asyncio.Future[_T]) 
     except asyncio.CancelledError:
         waiter.cancel()
         raise
-    except Exception as exc:
+    except GeneratorExit:  # the task is destroyed unfinished (its loop closed): nobody waits
+        raise
+    except BaseException as exc:  # any other: the caller waits for it (as with shield)
         if waiter.done():
             raise
         waiter.set_exception(exc)
@@ -80,6 +82,10 @@ async def _run_into(write: Coroutine[Any, Any, _T], waiter: asyncio.Future[_T]) 
     if not waiter.done():
         waiter.set_result(result)
     return result
+
+
+def _log_lost_failure(key: str, exc: BaseException | None) -> None:
+    logger.warning("a write of %r whose caller was cancelled failed: %s", key, exc)
 
 
 def _warn_unsynced(table: KeyTable, container: str) -> None:
@@ -242,7 +248,7 @@ class AsyncBlobStore:
                 copy = marshal.dumps(value) if codec.decodes_plain(data) else b""
             except ValueError:  # nested too deeply for marshal
                 copy = b""
-            self._table.set_copy(state, copy)
+            self._table.set_copy(key, state, copy)
         return value
 
     async def get_binary(
@@ -645,15 +651,16 @@ class AsyncBlobStore:
                 state.detached = True
                 self._background.add(task)
                 task.add_done_callback(lambda done: self._detached_done(key, state, done))
+            elif not waiter.cancelled() and waiter.exception() is not None:
+                # It failed just before its caller was cancelled: the caller never saw it.
+                _log_lost_failure(key, waiter.exception())
             raise
 
     def _detached_done(self, key: str, state: KeyState, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
         self._table.release(key, state)
         if not task.cancelled() and task.exception() is not None:
-            logger.warning(
-                "a write of %r whose caller was cancelled failed: %s", key, task.exception()
-            )
+            _log_lost_failure(key, task.exception())
 
     def _release_key(self, key: str, state: KeyState) -> None:
         if state.detached:  # a cancelled caller's write still runs; it releases the key

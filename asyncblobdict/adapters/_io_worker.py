@@ -108,6 +108,17 @@ def _work(pool: _Pool) -> None:
         del fn, args, fut, mailbox, value
 
 
+def _rescue(pool: _Pool, name: str) -> None:
+    """Run the jobs of a pool closed as they were sent (from another thread).
+
+    Such a job may sit behind the stop marks close() sent, one per thread, with no thread
+    left to take it. One more thread with one more mark takes every job before the last
+    mark (each thread takes exactly one); it is not counted, so close() waits as it would.
+    """
+    threading.Thread(target=_work, args=(pool,), name=f"{name}-late", daemon=True).start()
+    pool.jobs.put((None, (), None, None))
+
+
 def _stop(pool: _Pool) -> None:
     for _ in range(pool.started):
         pool.jobs.put((None, (), None, None))
@@ -160,9 +171,13 @@ class IOWorker:
         pool = self._pool
         if pool is None:
             pool = self._start()
-        pool.jobs.put((fn, args, fut, mailbox))
+        # The thread first: if none can start, nothing is queued (a queued job would run
+        # later, with the next one, though its caller was told it failed).
         if not pool.idle.acquire(blocking=False):
             self._add_thread(pool)
+        pool.jobs.put((fn, args, fut, mailbox))
+        if self._pool is not pool:
+            _rescue(pool, self.name)  # closed by another thread meanwhile
         return fut
 
     def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
@@ -191,9 +206,20 @@ class IOWorker:
                 return
             pool.started += 1
             number = pool.started - 1
-        threading.Thread(
-            target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=_work, args=(pool,), name=f"{self.name}-{number}", daemon=True
+            ).start()
+        except RuntimeError:
+            # Not started ("can't start new thread": the system's limit): close() must not
+            # wait for it. (Anything else, as KeyboardInterrupt while start() waits for the
+            # thread to run, may come from a thread that did start: it stays counted.)
+            # Threads already running will take the job; with none, the caller gets the error.
+            with self._lock:
+                pool.started -= 1
+                if pool.started:
+                    return
+            raise
 
     async def close(self) -> None:
         """Stop the threads once the jobs already queued have run. Safe to call twice."""
