@@ -265,7 +265,9 @@ class KeyTable:
         # Evicting the entry itself would drop its bytes with the copy: every later read
         # would go to storage for a value that fits the cache alone. (Values only: the
         # ETag bound is not this change's business, and could forget the key itself.)
-        idle = self._values.pop(key, 0) is None
+        idle = key in self._values
+        if idle:
+            del self._values[key]
         self._evict_values()
         if idle:
             self._values[key] = None

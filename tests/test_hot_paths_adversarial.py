@@ -1,6 +1,6 @@
-"""Hostile tests of the changes since c1039e1: the marshal copy of cached JSON, store writes
-handing their outcome to a waiter, I/O threads started on demand, and the local adapter's
-mtime marks that say where a record went.
+"""Adversarial tests of the hot paths: the marshal copy of cached JSON, store writes handing
+their outcome to a waiter, I/O threads started on demand, and the local adapter's mtime marks
+that say where a record went (benchmarks/hot_paths.py measures what these buy).
 
 Each test that found a defect says so; the others assert what the new code could get wrong.
 """
