@@ -132,6 +132,12 @@ def machine(root: str, load: list[float], rounds: int) -> dict[str, Any]:
     }
 
 
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write a run's ``results`` as JSON to ``path`` (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+
+
 def measured(machine: dict[str, Any], how: str) -> str:
     """The report's first line: ``machine`` and ``how`` the numbers were taken."""
     low, high = machine["load_min_max"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, machine, measured, rounds, run_child, spread
+from harness import extract, machine, measured, rounds, run_child, save, spread
 
 HERE = Path(__file__).resolve().parent
 WORKS = {"put": 20_000, "set_memory": 20_000, "set_local": 3_000, "cache_hit": 50_000}
@@ -125,10 +125,7 @@ def main() -> None:
     where = {**machine(args.root, load, args.rounds), "before": args.before_rev}
     us = {name: spread([r[name] for r in per_round]) for name in per_round[0]}
     ratios = {w: spread([r[f"{w}/after"] / r[f"{w}/before"] for r in per_round]) for w in WORKS}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"machine": where, "us": us, "ratios": ratios, "rounds": per_round}, indent=1)
-    )
+    save(args.json, {"machine": where, "us": us, "ratios": ratios, "rounds": per_round})
     print(report(where, us, ratios))
 
 

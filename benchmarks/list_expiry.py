@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, floor_walk, machine, measured, rounds, run_child, spread, timed
+from harness import extract, floor_walk, machine, measured, rounds, run_child, save, spread, timed
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -178,10 +178,7 @@ def main() -> None:
         for label, (a, b) in pairs.items()
         if a in per_round[0] and b in per_round[0]
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"machine": where, "ms": ms, "ratios": ratios, "rounds": per_round}, indent=1)
-    )
+    save(args.json, {"machine": where, "ms": ms, "ratios": ratios, "rounds": per_round})
     print(report(where, ms, ratios))
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, floor_walk, machine, measured, rounds, run_child, spread, timed
+from harness import extract, floor_walk, machine, measured, rounds, run_child, save, spread, timed
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -218,8 +218,7 @@ def main() -> None:
         read = [r["bytes_per_call"] for r in entry["rounds"] if r["bytes_per_call"] is not None]
         if read:
             entry["bytes_per_call"] = statistics.median(read)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": where, "results": results}, indent=1))
+    save(args.json, {"machine": where, "results": results})
     print(report(where, results))
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from asyncblobdict import AsyncBlobStore, MemoryAdapter, StorageError
 from asyncblobdict.adapters._io_worker import IOWorker
+from tests.test_local_adapter import quoted_md5, round_mtimes, sidecars
 
 
 class _Counting(MemoryAdapter):
@@ -547,32 +548,6 @@ async def test_close_waits_for_a_detached_write_before_closing_the_adapter(
 # -- 4: local writes: marks that say where the record went -----------------------------------
 
 
-def _sidecars(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if ".abd-meta-" in p.name]
-
-
-def _quoted_md5(data: bytes) -> str:
-    import hashlib
-
-    return '"' + hashlib.md5(data).hexdigest() + '"'
-
-
-def _round_utime(monkeypatch: pytest.MonkeyPatch, granularity_ns: int) -> None:
-    """Make the filesystem keep mtimes only to ``granularity_ns`` (as FAT, HFS+, some
-    network filesystems do), rounding down as they do."""
-    import os
-
-    real = os.utime
-
-    def utime(path: Any, *args: Any, ns: Any = None, **kw: Any) -> None:
-        if ns is None:
-            real(path, *args, **kw)
-        else:
-            real(path, *args, ns=tuple(t - t % granularity_ns for t in ns), **kw)
-
-    monkeypatch.setattr(os, "utime", utime)
-
-
 @pytest.mark.parametrize("granularity_ns", [1, 2, 1000, 1_000_000_000])
 @pytest.mark.parametrize("store", ["auto", "sidecar"])
 async def test_records_stay_right_and_sidecars_go_whatever_the_mtime_granularity(
@@ -583,17 +558,17 @@ async def test_records_stay_right_and_sidecars_go_whatever_the_mtime_granularity
     from asyncblobdict import LocalFileAdapter
     from asyncblobdict.adapters import local as local_module
 
-    _round_utime(monkeypatch, granularity_ns)
+    round_mtimes(monkeypatch, granularity_ns)
     a = LocalFileAdapter(tmp_path, _metadata_store=store)  # type: ignore[arg-type]
     big = local_module.SMALL_VALUE_BYTES * 4
     for i in range(6):
         data = bytes([65 + i]) * (big if i % 2 else 10)
         etag = await a.put("c", "k", data, content_type=f"t/{i}", metadata={"i": str(i)})
-        assert etag == _quoted_md5(data)
+        assert etag == quoted_md5(data)
         got, info = await a.get("c", "k")
         assert got == data and info.etag == etag
         assert (info.content_type, dict(info.metadata)) == (f"t/{i}", {"i": str(i)})
-        assert len(_sidecars(tmp_path)) <= (1 if store == "sidecar" else 0)
+        assert len(sidecars(tmp_path)) <= (1 if store == "sidecar" else 0)
     # Changed in place by another program (same size), its mtime then set back to what the
     # filesystem kept: where that is not the exact (odd) mark, the record proves nothing
     # and the ETag follows the bytes. (A program restoring an exact mark is the documented
@@ -606,9 +581,9 @@ async def test_records_stay_right_and_sidecars_go_whatever_the_mtime_granularity
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     if granularity_ns > 1:
         info2 = await a.head("c", "k")
-        assert info2 is not None and info2.etag == _quoted_md5(changed)
+        assert info2 is not None and info2.etag == quoted_md5(changed)
     await a.delete("c", "k")
-    assert _sidecars(tmp_path) == []
+    assert sidecars(tmp_path) == []
     await a.close()
 
 
@@ -627,13 +602,13 @@ async def test_mixed_adapters_alternating_on_one_key_never_mix_records(tmp_path:
         etag = await writer.put("c", "k", data, content_type=f"t/{i}", metadata=meta)
         for reader in (auto, side):
             got, info = await reader.get("c", "k")
-            assert got == data and info.etag == etag == _quoted_md5(data)
+            assert got == data and info.etag == etag == quoted_md5(data)
             assert (info.content_type, dict(info.metadata)) == (f"t/{i}", meta)
             head = await reader.head("c", "k")
             assert head is not None and head.etag == etag and dict(head.metadata) == meta
-        assert len(_sidecars(tmp_path)) <= 1  # never an orphan beside the live one
+        assert len(sidecars(tmp_path)) <= 1  # never an orphan beside the live one
     await side.delete("c", "k")
-    assert _sidecars(tmp_path) == []
+    assert sidecars(tmp_path) == []
     await auto.close()
     await side.close()
 
@@ -652,7 +627,7 @@ async def test_a_mark_assumed_kept_on_a_rounding_filesystem_proves_nothing(
     a = LocalFileAdapter(tmp_path)
     await a.put("c", "first", b"x")
     assert a._mark_kept
-    _round_utime(monkeypatch, 1000)
+    round_mtimes(monkeypatch, 1000)
     data = b"A" * (local_module.SMALL_VALUE_BYTES * 4)
     await a.put("c", "k", data, content_type="t/a", metadata={"v": "1"})
     path = tmp_path / "c" / "k"
@@ -662,7 +637,7 @@ async def test_a_mark_assumed_kept_on_a_rounding_filesystem_proves_nothing(
         f.write(changed)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     got, info = await a.get("c", "k")
-    assert got == changed and info.etag == _quoted_md5(changed)
+    assert got == changed and info.etag == quoted_md5(changed)
     assert (info.content_type, dict(info.metadata)) == ("t/a", {"v": "1"})
     await a.close()
 

@@ -1003,6 +1003,20 @@ STORES = ["auto", "sidecar"]  # "auto" uses an extended attribute where the file
 BIG = local_module.SMALL_VALUE_BYTES * 4  # above the size that is always hashed
 
 
+def round_mtimes(monkeypatch: pytest.MonkeyPatch, granularity_ns: int) -> None:
+    """Make the filesystem keep mtimes only to ``granularity_ns`` (as FAT, HFS+ and some
+    network filesystems do), rounding down as they do."""
+    real = os.utime
+
+    def utime(path: Any, *args: Any, ns: Any = None, **kw: Any) -> None:
+        if ns is None:
+            real(path, *args, **kw)
+        else:
+            real(path, *args, ns=tuple(t - t % granularity_ns for t in ns), **kw)
+
+    monkeypatch.setattr(os, "utime", utime)
+
+
 def sidecars(path: Path) -> list[str]:
     return [p for p in files_under(path) if ".abd-meta-" in p]
 
@@ -1498,14 +1512,7 @@ async def test_a_filesystem_that_rounds_mtimes_keeps_records_but_hashes_every_re
 ) -> None:
     # FAT, exFAT, HFS+ or ext4 with small inodes cannot hold the mark to the nanosecond:
     # the rounded mark still names the sidecar, but proves nothing, so reads hash.
-    real_utime = os.utime
-
-    def rounding_utime(target: Any, *args: Any, ns: Any = None, **kwargs: Any) -> None:
-        if ns is not None:
-            ns = tuple(t - t % 10_000_000 for t in ns)
-        real_utime(target, *args, ns=ns, **kwargs)
-
-    monkeypatch.setattr(os, "utime", rounding_utime)
+    round_mtimes(monkeypatch, 10_000_000)
     hashed: list[int] = []
     real_md5 = hashlib.md5
 
@@ -1556,13 +1563,7 @@ async def test_once_a_mark_is_kept_writes_trust_it_and_a_rounded_one_only_costs_
     if a.metadata_store == "xattr":
         assert fstats == []
     real_utime = os.utime
-
-    def rounding_utime(target: Any, *args: Any, ns: Any = None, **kwargs: Any) -> None:
-        if ns is not None:
-            ns = tuple(t - t % 10_000_000 for t in ns)
-        real_utime(target, *args, ns=ns, **kwargs)
-
-    monkeypatch.setattr(os, "utime", rounding_utime)
+    round_mtimes(monkeypatch, 10_000_000)
     value = os.urandom(BIG)
     etag = await a.put("c", "big", value, metadata={"a": "1"})
     monkeypatch.setattr(os, "utime", real_utime)
