@@ -466,8 +466,8 @@ async def test_a_task_reading_on_the_loop_lets_other_tasks_run(
     adapter: LocalFileAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reads on the loop do not suspend the reader; once the slice of the loop iteration is
-    spent (here at once), each read yields, so a task reading key after key cannot keep the
-    loop to itself."""
+    spent (here at once), the next read waits for its turn in a later iteration, so a task
+    reading key after key cannot keep the loop to itself."""
     await warm(adapter)
     await adapter.put("c", "k", b"v")
     monkeypatch.setattr(local_module, "FAST_SLICE_SECONDS", 0.0)

@@ -106,6 +106,7 @@ from ..keys import MAX_KEY_LENGTH, validate_folder_container, validate_key, vali
 from . import _fastread
 from ._fastread import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_NO_SYMLINKS, SwapWatch
 from ._io_worker import IOWorker
+from ._loop_turns import turns_for
 from .base import (
     OVERWRITE,
     BlobInfo,
@@ -158,8 +159,8 @@ FAST_READ_BYTES = 64 * 1024
 """Values up to this size may be read on the event loop when that needs no disk access."""
 
 FAST_SLICE_SECONDS = 0.001
-"""Reads on the loop in one iteration of the event loop take about this long at most before
-each further one yields to other tasks."""
+"""Reads on the loop in one iteration of the event loop take about this long, plus one read;
+further readers wait for a later iteration, one reader per iteration, in turn."""
 
 _MAX_SEGMENT_BYTES = 255
 _TEMP_MARK = ".abd-tmp-"
@@ -580,8 +581,6 @@ class LocalFileAdapter:
         self._fast_prefix = self._root_b.rstrip(b"/") + b"/"
         self._swap = SwapWatch()
         self.fast_reads = 0
-        self._slice_loop: asyncio.AbstractEventLoop | None = None
-        self._slice_start = 0.0
         self.fast_declines = 0
 
     def __repr__(self) -> str:
@@ -644,34 +643,18 @@ class LocalFileAdapter:
         if self._check(container, key) is not None:
             raise BlobNotFoundError("key not found", container=container, key=key)
         if self._fast_mode > _FAST_OFF:
+            # A read on the loop does not suspend its task: readers take turns (see
+            # _loop_turns) so that none keeps the loop beyond FAST_SLICE_SECONDS.
+            loop = asyncio.get_running_loop()
+            turns = turns_for(loop)
+            if turns.must_wait(loop, FAST_SLICE_SECONDS):
+                await turns.wait_turn(loop)
             got = self._get_fast(container, key)
             if got is not None:
                 self.fast_reads += 1
-                if self._slice_spent():
-                    await asyncio.sleep(0)  # let other tasks run (see _slice_spent)
                 return got
             self.fast_declines += 1
         return await self._io.run(self._get_sync, container, key)
-
-    def _slice_spent(self) -> bool:
-        """Whether reads on the loop have used up this loop iteration's time slice.
-
-        A read on the loop does not suspend the task, so a task reading key after key
-        would keep the loop to itself. Reads in one iteration of the loop share
-        FAST_SLICE_SECONDS; once it is spent, each further read yields once, so timers and
-        other tasks wait at most about that long.
-        """
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._slice_loop is not loop:
-            self._slice_loop = loop
-            self._slice_start = now
-            loop.call_soon(self._end_slice)  # runs in the next iteration
-            return False
-        return now - self._slice_start > FAST_SLICE_SECONDS
-
-    def _end_slice(self) -> None:
-        self._slice_loop = None
 
     def _get_fast(self, container: str, key: str) -> tuple[bytes, BlobInfo] | None:
         """Read a small value on the event loop if that needs no disk access; None (go to
