@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -223,11 +224,8 @@ async def test_64_store_readers_read_one_per_iteration_once_the_slice_is_spent(
 
 
 @needs_openat2
-def test_two_loops_in_two_threads_share_one_adapter(root: object) -> None:
+def test_two_loops_in_two_threads_share_one_adapter(root: Path) -> None:
     """Each loop has its own turns; neither waits on the other's."""
-    from pathlib import Path
-
-    assert isinstance(root, Path)
     a = LocalFileAdapter(root, durable=False)
     asyncio.run(a.put("c", "k", b"v"))
     errors: list[BaseException] = []
@@ -255,3 +253,28 @@ def test_two_loops_in_two_threads_share_one_adapter(root: object) -> None:
     asyncio.run(a.close())
     assert not errors
     assert a.fast_reads >= 2 * 16 * 50
+
+
+def test_readers_still_waiting_when_the_loop_ends_do_not_keep_it_alive() -> None:
+    """asyncio.run ends by cancelling the tasks still waiting for their turn; their futures
+    hold the loop, so they must leave the queue."""
+    import gc
+    import weakref
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        turns = turns_for(loop)
+        log: list[int] = []
+        for who in range(8):
+            asyncio.get_running_loop().create_task(reader(turns, log, who, 1000, SPENT))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(turns._waiting) >= 6  # ended with readers queued
+
+    asyncio.run(main())
+    turns_for(asyncio.new_event_loop())  # _last moves on
+    gc.collect()
+    assert loops[0]() is None
