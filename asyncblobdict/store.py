@@ -448,15 +448,20 @@ class AsyncBlobStore:
     async def _read(self, key: str, *, checked: bool = False) -> bytes:
         if not checked:
             key = self._key(key)
-        data = self._hit(key)
-        if data is not None:
-            return data
-        table = self._table
-        state = await table.acquire(key)
-        try:
-            data = self._hit(key, held=True)  # filled while we waited for the key
+        caching = self._caching
+        if caching:
+            data = self._hit(key)
             if data is not None:
                 return data
+        table = self._table
+        state, waiter = table.reserve(key)
+        if waiter is not None:
+            await table.wait_turn(key, state, waiter)
+        try:
+            if caching:
+                data = self._hit(key, held=True)  # filled while we waited for the key
+                if data is not None:
+                    return data
             try:
                 data, info = await self.adapter.get(self.container_name, key)
             except BlobNotFoundError:
