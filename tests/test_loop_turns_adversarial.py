@@ -6,7 +6,9 @@ checks every reader not cancelled gets its turns within a bounded number of iter
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import os
 import sys
 import tempfile
 import threading
@@ -26,7 +28,6 @@ from hypothesis.stateful import (
 )
 
 from asyncblobdict import AsyncBlobStore, BlobNotFoundError, LocalFileAdapter
-from asyncblobdict.adapters import _loop_turns
 from asyncblobdict.adapters import local as local_module
 from asyncblobdict.adapters._loop_turns import LoopTurns, turns_for
 from tests.test_local_fast_read import adapter, needs_openat2, root, warm
@@ -101,19 +102,16 @@ def test_a_loop_closed_with_readers_queued_is_freed_once_another_loop_reads(
     gone = _close_with_readers_queued(root)
     a = LocalFileAdapter(root, durable=False)
 
-    async def read() -> bytes:
-        return (await a.get("c", "k1"))[0]
-
     async def read_and_close() -> bytes:
         try:
-            return await read()
+            await warm(a)  # from now on it reads on the loop: this loop's turns
+            return (await a.get("c", "k1"))[0]
         finally:
             await a.close()
 
     assert asyncio.run(read_and_close()) == b"value 1"  # a new loop reads as usual
     gc.collect()
     assert gone() is None
-    assert not any(loop.is_closed() for loop in list(_loop_turns._by_loop))
 
 
 @needs_openat2
@@ -644,3 +642,54 @@ class TurnsMachine(RuleBasedStateMachine):
 
 TurnsMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_turns_state_machine = TurnsMachine.TestCase
+
+
+# -- what a reader finds once its turn comes --------------------------------------------
+
+
+@needs_openat2
+async def test_readers_queued_when_rwf_nowait_is_refused_on_a_disk_read_in_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader given its turn learns that RWF_NOWAIT is refused (a disk: no more reads on
+    the loop); readers that were queued meanwhile must not fall back to a plain pread on the
+    loop, which may wait for the disk."""
+    a = LocalFileAdapter(tmp_path / "root", durable=False)
+    try:
+        values = await filled(a, 4)
+        assert a._fast_mode == local_module._FAST_NOWAIT
+        monkeypatch.setattr(local_module, "FAST_SLICE_SECONDS", SPENT)
+
+        preadv = local_module._preadv
+        assert preadv is not None
+        calls = 0
+
+        def refused(fd: int, buffers: Any, offset: int, flags: int) -> int:
+            # The first read (the one that opens the slice) works; the next is refused,
+            # once the others are queued.
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                result: int = preadv(fd, buffers, offset, flags)
+                return result
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+
+        loop_thread = threading.get_ident()
+        on_the_loop: list[int] = []
+        pread = os.pread
+
+        def watched(fd: int, n: int, offset: int) -> bytes:
+            if threading.get_ident() == loop_thread:
+                on_the_loop.append(fd)
+            return pread(fd, n, offset)
+
+        monkeypatch.setattr(local_module, "_preadv", refused)
+        monkeypatch.setattr(os, "pread", watched)
+        reads = a.fast_reads
+        got = await asyncio.gather(*(a.get("c", f"k{i % 4}") for i in range(8)))
+        assert [data for data, _ in got] == [values[f"k{i % 4}"] for i in range(8)]
+        assert a._fast_mode == local_module._FAST_OFF
+        assert calls == 2  # the others did not try RWF_NOWAIT again
+        assert on_the_loop == [] and a.fast_reads == reads + 1
+    finally:
+        await a.close()
