@@ -35,6 +35,7 @@ from tests.test_loop_turns import SPENT, IterationCounter
 
 __all__ = ["adapter", "root"]  # fixtures used here
 
+HANG = 20.0  # seconds: a guard that turns a hang into a failure, never a timed assertion
 FAST = local_module.FAST_READ_BYTES
 BIG = b"B" * (FAST + 1)  # declined on the loop: read in a thread
 
@@ -131,7 +132,9 @@ def test_asyncio_run_twice_with_readers_queued_at_the_end_of_the_first(
         await asyncio.sleep(0)
 
     async def second() -> list[bytes]:
-        got = await asyncio.gather(*(a.get("c", f"k{i % 4}") for i in range(16)))
+        got = await asyncio.wait_for(
+            asyncio.gather(*(a.get("c", f"k{i % 4}") for i in range(16))), HANG
+        )
         await settle(turns_for(asyncio.get_running_loop()))
         await a.close()
         return [data for data, _ in got]
@@ -198,7 +201,7 @@ def test_real_reads_cancelled_anywhere_never_stall_the_rest(
                         if cancel_at == step:
                             task.cancel()
                     await asyncio.sleep(0)
-                done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+                done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), HANG)
                 for task, result in zip(tasks, done, strict=True):
                     if not task.cancelled():
                         assert result is None, result
@@ -272,7 +275,7 @@ async def test_a_task_group_cancelled_by_a_failing_reader_holds_nobody_up(
             group.create_task(failing())
     errors = getattr(caught.value, "exceptions")  # noqa: B009
     assert [type(e) for e in errors] == [BlobNotFoundError]
-    await asyncio.wait_for(asyncio.gather(*outsiders), 60)
+    await asyncio.wait_for(asyncio.gather(*outsiders), HANG)
     assert (await adapter.get("c", "k3"))[0] == values["k3"]
     await settle(turns)
 
@@ -295,13 +298,15 @@ async def test_a_reader_given_its_turn_then_cancelled_holding_the_key_lock(
     await asyncio.sleep(0)
     holder_turn = turns._waiting[-1]
     assert queued(turns) == 4  # 3 others and the holder; the first other read at once
-    while not holder_turn.done():  # until the holder is given its turn
+    for _ in range(100):  # until the holder is given its turn
+        if holder_turn.done():
+            break
         await asyncio.sleep(0)
     assert not holder_turn.cancelled() and not holder.done()
     holder.cancel()
-    got = await asyncio.wait_for(asyncio.gather(*behind), 30)
+    got = await asyncio.wait_for(asyncio.gather(*behind), HANG)
     assert got == [{"v": 1}] * 8 and holder.cancelled()
-    await asyncio.gather(*others)
+    await asyncio.wait_for(asyncio.gather(*others), HANG)
     await settle(turns)
 
 
@@ -335,7 +340,7 @@ async def test_a_granted_reader_whose_read_raises_passes_the_turn_on(
                 failed += 1
         return failed
 
-    failed = await asyncio.wait_for(asyncio.gather(*(reader(i) for i in range(24))), 60)
+    failed = await asyncio.wait_for(asyncio.gather(*(reader(i) for i in range(24))), HANG)
     assert sum(failed) == calls // 3 and calls == 240
     await settle(turns)
 
@@ -369,7 +374,7 @@ async def test_adapters_and_stores_on_one_loop_share_its_turns(
                     assert await s.get_binary(f"k{j % 4}") == f"value {j % 4}".encode()
 
         counter.start()
-        await asyncio.gather(*(reader(i) for i in range(48)))
+        await asyncio.wait_for(asyncio.gather(*(reader(i) for i in range(48))), HANG)
         counter.stopped = True
         assert reads() == before + 480
         # One turns for the loop: readers of three adapters still read one per iteration.
@@ -402,7 +407,7 @@ def test_one_adapter_on_four_loops_in_threads_with_cancellations(
         await iterations(seed % 5 + 1)
         for task in tasks[seed % 3 :: 3]:
             task.cancel()
-        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), HANG)
         assert all(r is None for t, r in zip(tasks, results, strict=True) if not t.cancelled())
         await settle(turns)
         assert turns_for(asyncio.get_running_loop()) is turns
@@ -527,7 +532,9 @@ async def test_the_queue_stays_bounded_under_endless_cancellations() -> None:
 
     steady = [asyncio.create_task(keeps_reading(who)) for who in range(4)]
     longest = 0
-    while not all(t.done() for t in steady):
+    for _ in range(10_000):
+        if all(t.done() for t in steady):
+            break
         quitters = [asyncio.create_task(read(-1)) for _ in range(10)]
         await asyncio.sleep(0)
         longest = max(longest, queued(turns))
@@ -686,7 +693,9 @@ async def test_readers_queued_when_rwf_nowait_is_refused_on_a_disk_read_in_the_t
         monkeypatch.setattr(local_module, "_preadv", refused)
         monkeypatch.setattr(os, "pread", watched)
         reads = a.fast_reads
-        got = await asyncio.gather(*(a.get("c", f"k{i % 4}") for i in range(8)))
+        got = await asyncio.wait_for(
+            asyncio.gather(*(a.get("c", f"k{i % 4}") for i in range(8))), HANG
+        )
         assert [data for data, _ in got] == [values[f"k{i % 4}"] for i in range(8)]
         assert a._fast_mode == local_module._FAST_OFF
         assert calls == 2  # the others did not try RWF_NOWAIT again
