@@ -707,3 +707,21 @@ async def test_readers_queued_when_rwf_nowait_is_refused_on_a_disk_read_in_the_t
         assert on_the_loop == [] and a.fast_reads == reads + 1
     finally:
         await a.close()
+
+
+@needs_openat2
+async def test_one_greedy_reader_with_the_real_slice_lets_the_loop_run(
+    adapter: LocalFileAdapter,
+) -> None:
+    """A single task reading cached values in a loop never suspends on its own; once its
+    slice is spent it waits for a turn, so other callbacks run meanwhile."""
+    values = await filled(adapter, 1)
+    counter = IterationCounter(lambda: adapter.fast_reads)
+    reads = adapter.fast_reads
+    counter.start()
+    for _ in range(3000):  # far more than one slice's worth
+        assert (await adapter.get("c", "k0"))[0] == values["k0"]
+    counter.stopped = True
+    assert adapter.fast_reads == reads + 3000
+    assert len(counter.marks) > 1  # the loop went round while the reader read
+    await settle(turns_for(asyncio.get_running_loop()))
