@@ -11,6 +11,7 @@ reader gets its turn.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections import deque
 
@@ -86,6 +87,7 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTurns] = (
     weakref.WeakKeyDictionary()
 )
 _last: LoopTurns | None = None
+_adding = threading.Lock()  # loops of several threads may be added at once
 
 
 def turns_for(loop: asyncio.AbstractEventLoop) -> LoopTurns:
@@ -96,6 +98,11 @@ def turns_for(loop: asyncio.AbstractEventLoop) -> LoopTurns:
         return last
     turns = _by_loop.get(loop)
     if turns is None:
-        turns = _by_loop.setdefault(loop, LoopTurns(loop))
+        with _adding:
+            # A loop closed with readers still queued: their futures hold the loop, so its
+            # turns (a value here) would keep their own key alive for good.
+            for closed in [old for old in _by_loop if old.is_closed()]:
+                _by_loop.pop(closed, None)
+            turns = _by_loop.setdefault(loop, LoopTurns(loop))
     _last = turns
     return turns

@@ -723,12 +723,14 @@ class LocalFileAdapter:
             if got != st.st_size:
                 return None  # partly cached (a short count), or changed meanwhile
             data = bytes(memoryview(buf)[:got])
-        else:
+        elif self._fast_mode == _FAST_MEMORY:
             if self._swap.active():
                 return None
             data = os.pread(fd, st.st_size + 1, 0)
             if len(data) != st.st_size:
                 return None
+        else:
+            return None  # turned off (RWF_NOWAIT refused on a disk) while this reader waited
         return _found_read(fd, st, record, data)
 
     def _nowait_unsupported(self) -> None:
