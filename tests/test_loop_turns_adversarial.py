@@ -618,6 +618,19 @@ class TurnsMachine(RuleBasedStateMachine):
         live = [t for t in self.tasks if not t.done()]
         data.draw(st.sampled_from(live)).cancel()
 
+    @precondition(lambda self: any(not f.done() for f in self.turns._waiting))
+    @rule()
+    def cancel_the_reader_given_its_turn(self) -> None:
+        """Run until the next waiter is given its turn, then cancel it before it runs."""
+        head = next(f for f in self.turns._waiting if not f.done())
+        for _ in range(4):
+            one_iteration(self.loop)
+            if head.done():
+                break
+        for task in self.tasks:
+            if getattr(task, "_fut_waiter", None) is head and not task.done():
+                task.cancel()
+
     @rule(spent=st.booleans())
     def slice_length(self, spent: bool) -> None:
         self.slice = SPENT if spent else 60.0
@@ -652,7 +665,7 @@ class TurnsMachine(RuleBasedStateMachine):
             self.loop.close()
 
 
-TurnsMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TurnsMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_turns_state_machine = TurnsMachine.TestCase
 
 
