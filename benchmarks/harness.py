@@ -8,6 +8,8 @@ A script runs itself as the child (``script --child SPEC``, one JSON object in, 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import platform
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,29 @@ def floor_walk(base: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ in the parent
+
+
+def command_line(
+    doc: str, results: str, rounds: int, before_rev: str, before_help: str
+) -> argparse.ArgumentParser:
+    """The options every comparison takes: ``--before-rev``, ``--rounds``, ``--json`` (where
+    the numbers go, ``results`` under benchmarks/results/) and the child's own ``--child``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--before-rev", default=before_rev, help=before_help)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / results)
+    return parser
+
+
+def ran_as_child(
+    args: argparse.Namespace, child: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
+) -> bool:
+    """In a child process (``--child SPEC``): print ``child(SPEC)`` as JSON and say so."""
+    if not args.child:
+        return False
+    json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+    return True
 
 
 def extract(rev: str, into: Path) -> Path:

@@ -24,8 +24,6 @@ The report gives ratios (after / before) of the paired runs of one round, median
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import shutil
 import sys
@@ -36,7 +34,17 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, machine, measured, rounds, run_child, save, spread
+from harness import (
+    command_line,
+    extract,
+    machine,
+    measured,
+    ran_as_child,
+    rounds,
+    run_child,
+    save,
+    spread,
+)
 
 HERE = Path(__file__).resolve().parent
 WORKS = {"put": 20_000, "set_memory": 20_000, "set_local": 3_000, "cache_hit": 50_000}
@@ -98,15 +106,10 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--before-rev", default="c1039e1", help="git revision to compare with")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser = command_line(__doc__, "hot_paths.json", 9, "c1039e1", "git revision to compare with")
     parser.add_argument("--root", default="/dev/shm", help="folder for the data")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "hot_paths.json")
     args = parser.parse_args()
-    if args.child:
-        json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+    if ran_as_child(args, child):
         return
 
     python = sys.executable

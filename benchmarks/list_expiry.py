@@ -24,9 +24,7 @@ the paired runs of one round, median [min-max] over rounds.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -36,7 +34,19 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, floor_walk, machine, measured, rounds, run_child, save, spread, timed
+from harness import (
+    command_line,
+    extract,
+    floor_walk,
+    machine,
+    measured,
+    ran_as_child,
+    rounds,
+    run_child,
+    save,
+    spread,
+    timed,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -108,17 +118,12 @@ asyncio.run(main())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--before-rev", default="63d89bf", help="git revision before expiry")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser = command_line(__doc__, "list_expiry.json", 9, "63d89bf", "git revision before expiry")
     parser.add_argument("--reps", type=int, default=9, help="timed listings per process")
     parser.add_argument("--azurite", action="store_true", help="also against Azurite")
     parser.add_argument("--root", help="folder for the data (default: a temp folder)")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "list_expiry.json")
     args = parser.parse_args()
-    if args.child:
-        json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+    if ran_as_child(args, child):
         return
 
     python = sys.executable

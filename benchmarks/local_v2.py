@@ -22,9 +22,7 @@ time); listing 10,000 keys of one folder. Medians of the rounds, with min-max.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -35,7 +33,19 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, floor_walk, machine, measured, rounds, run_child, save, spread, timed
+from harness import (
+    command_line,
+    extract,
+    floor_walk,
+    machine,
+    measured,
+    ran_as_child,
+    rounds,
+    run_child,
+    save,
+    spread,
+    timed,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -158,18 +168,13 @@ def md5_us(size: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser = command_line(__doc__, "local_v2.json", 7, "7f3fcce", "git revision before v2")
     parser.add_argument("--after", type=Path, default=REPO, help="tree with the v2 package")
-    parser.add_argument("--before-rev", default="7f3fcce", help="git revision before v2")
     parser.add_argument("--original", help="python of a venv with asyncblobdict==0.1.133")
-    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--root", help="folder for the data (default: a temp folder)")
     parser.add_argument("--only", help="comma-separated workloads (get_store, get_adapter, ...)")
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "local_v2.json")
     args = parser.parse_args()
-    if args.child:
-        json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+    if ran_as_child(args, child):
         return
 
     python = sys.executable

@@ -21,9 +21,7 @@ after/before ratio of reads per second paired within a round.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import sys
@@ -33,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 # Sibling module: Python puts a script's own folder first on sys.path.
-from harness import extract, machine, measured, rounds, run_child, save, spread
+from harness import (
+    command_line,
+    extract,
+    machine,
+    measured,
+    ran_as_child,
+    rounds,
+    run_child,
+    save,
+    spread,
+)
 
 HERE = Path(__file__).resolve().parent
 READERS = 64
@@ -97,15 +105,10 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--before-rev", default="b1b85d0", help="git revision to compare with")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser = command_line(__doc__, "read_storm.json", 7, "b1b85d0", "git revision to compare with")
     parser.add_argument("--roots", nargs="+", default=["/dev/shm", "/tmp"])
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "read_storm.json")
     args = parser.parse_args()
-    if args.child:
-        json.dump(asyncio.run(child(json.loads(args.child))), sys.stdout)
+    if ran_as_child(args, child):
         return
 
     python = sys.executable
