@@ -134,6 +134,11 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def shown(s: dict[str, float], digits: int = 1) -> str:
+    """A :func:`spread` as text: ``median [min-max]``."""
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
 def fs_type(path: str) -> str:
     best, kind = "", "?"
     with open("/proc/mounts") as f:

@@ -43,6 +43,7 @@ from harness import (
     rounds,
     run_child,
     save,
+    shown,
     spread,
 )
 
@@ -146,13 +147,10 @@ def report(
         "|---|---|---|---|",
     ]
 
-    def fmt(s: dict[str, float], digits: int = 1) -> str:
-        return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
-
     for work in WORKS:
         lines.append(
-            f"| {work} | {fmt(us[f'{work}/before'])} | {fmt(us[f'{work}/after'])} "
-            f"| {fmt(ratios[work], 2)} |"
+            f"| {work} | {shown(us[f'{work}/before'])} | {shown(us[f'{work}/after'])} "
+            f"| {shown(ratios[work], 2)} |"
         )
     return "\n".join(lines)
 

@@ -44,6 +44,7 @@ from harness import (
     rounds,
     run_child,
     save,
+    shown,
     spread,
     timed,
 )
@@ -201,10 +202,10 @@ def report(
         "|---|---|",
     ]
     for name, s in ms.items():
-        lines.append(f"| {name} | {s['median']:.1f} [{s['min']:.1f}-{s['max']:.1f}] |")
+        lines.append(f"| {name} | {shown(s)} |")
     lines += ["", "| paired ratio (per round) | median [min-max] |", "|---|---|"]
     for name, s in ratios.items():
-        lines.append(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] |")
+        lines.append(f"| {name} | {shown(s, 2)} |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ from harness import (
     rounds,
     run_child,
     save,
+    shown,
     spread,
 )
 
@@ -158,18 +159,15 @@ def report(
         "|---|---|---|---|---|",
     ]
 
-    def fmt(s: dict[str, float], digits: int = 1) -> str:
-        return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
-
     for root in roots:
         for impl in ("before", "after"):
             f = figures[f"{root}/{impl}"]
-            writes = f"{fmt(f['write_p50_ms'])} / {fmt(f['write_max_ms'])}"
-            lags = f"{fmt(f['lag_p50_ms'], 2)} / {fmt(f['lag_max_ms'], 2)}"
-            lines.append(f"| {root} | {impl} | {fmt(f['reads_per_s'], 0)} | {writes} | {lags} |")
+            writes = f"{shown(f['write_p50_ms'])} / {shown(f['write_max_ms'])}"
+            lags = f"{shown(f['lag_p50_ms'], 2)} / {shown(f['lag_max_ms'], 2)}"
+            lines.append(f"| {root} | {impl} | {shown(f['reads_per_s'], 0)} | {writes} | {lags} |")
     lines.append("")
     for root in roots:
-        lines.append(f"Reads per second, after/before per round, {root}: {fmt(ratios[root], 2)}")
+        lines.append(f"Reads per second, after/before per round, {root}: {shown(ratios[root], 2)}")
     return "\n".join(lines)
 
 
