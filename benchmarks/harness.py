@@ -1,9 +1,10 @@
 """The harness of the by-hand comparisons of the local adapter (``local_v2.py``,
-``list_expiry.py``): each (workload, implementation) runs in a fresh process per round, the
-rounds interleave them, and an older revision runs from a ``git archive`` of its package.
+``list_expiry.py``, ``hot_paths.py``, ``read_storm.py``): each (workload, implementation)
+runs in a fresh process per round, the rounds interleave them, and an older revision runs
+from a ``git archive`` of its package.
 
-A script runs itself as the child (``script --child SPEC``, one JSON object in, one out);
-``timed`` and ``floor_walk`` are for that child, the rest for the parent.
+A script runs itself as the child (``script --child SPEC``, one JSON object in, one out:
+``ran_as_child``); ``timed`` and ``floor_walk`` are for that child, the rest for the parent.
 """
 
 from __future__ import annotations
